@@ -1,0 +1,49 @@
+"""`largo` command line: one module per subcommand, each with `register(subparsers)`.
+
+User mistakes raise `LargoError` anywhere below; here they become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from largo.errors import LargoError
+
+# Subcommand modules (largo.cli.<name>); each defines register(subparsers) and sets `func` on its parser.
+COMMANDS = ("train", "sample", "eval", "classifier", "viz", "report", "sweep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="largo", description="Class-conditional diffusion models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"largo.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"largo.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LargoError as e:
+        print(f"largo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("largo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

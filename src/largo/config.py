@@ -1,0 +1,322 @@
+"""Typed run configuration: one source of defaults that becomes the saved config *and* the CLI flags.
+
+Every field of every section is a flat CLI flag (`--base-channels 32`), so field names are unique across
+sections. A run directory holds `config.json`, the fully resolved config it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from largo.errors import LargoError
+
+SCHEDULES = ("linear", "cosine", "sigmoid")
+PREDICTIONS = ("eps", "x0", "v")
+WEIGHTINGS = ("uniform", "min_snr")
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
+SPACINGS = ("leading", "linspace", "trailing")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"  # flowers102 | fashion_mnist | mnist | cifar10 | folder:PATH
+    data_root: str = ""  # "" = ../shared/data when it exists, else ~/.cache/largo/data
+    resolution: int = 32
+    hflip: bool = True  # random horizontal flip p=0.5 (off for digits, where it changes meaning)
+    balanced: bool = False  # class-balanced sampling, P(class) ∝ 1/N_c
+    split_seed: int = 0  # seed of the 95/5 generative split (flowers, folders)
+    download: bool = False  # let torchvision download a dataset that is missing (needs a network)
+    bad_images: str = "error"  # folder datasets: "error" stops on a corrupt image, "skip" skips and counts
+
+
+@dataclass
+class ModelConfig:
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16, 8)
+    num_heads: int = 4
+    dropout: float = 0.1
+    # Filled from the dataset when a run starts; recorded so a checkpoint rebuilds its network alone.
+    image_channels: int = 0
+    num_classes: int = 0
+
+
+@dataclass
+class DiffusionConfig:
+    timesteps: int = 1000
+    schedule: str = "linear"
+    prediction: str = "eps"
+    loss_weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    p_uncond: float = 0.1  # label dropout to the null class, for classifier-free guidance
+    zero_terminal_snr: bool = False
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10_000  # optimizer steps (ignored when epochs > 0)
+    epochs: int = 0
+    max_minutes: float = 0.0  # wall-clock budget; 0 = none
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 2e-4
+    lr_warmup: int = 0  # linear warm-up steps
+    lr_schedule: str = "constant"  # constant | cosine
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True  # decay_n = min(decay, (1+n)/(10+n)) so early EMA samples are not noise
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto = bf16 on GPUs that support it, fp32 on CPU
+    channels_last: bool = False
+    compile: bool = False
+    log_every: int = 50
+    sample_every: int = 0  # steps between sample grids; 0 = only at the end
+    checkpoint_every: int = 1000
+    keep: int = 2  # checkpoints kept on disk
+    max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "ddim"
+    sample_steps: int = 50
+    eta: float = 0.0
+    spacing: str = "trailing"
+    cfg: float = 3.0  # guidance scale w in eps = eps(x,∅) + w (eps(x,y) - eps(x,∅)); 1 = no guidance
+    grid_per_class: int = 4  # images per class in periodic grids (capped at 16 classes)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    preset: str = ""
+
+    # -- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        if not isinstance(d, dict):
+            raise LargoError("config: expected a JSON object at the top level")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise LargoError(f"config: unknown section(s) {sorted(unknown)}; valid: {SECTION_NAMES}")
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            if f.name == "preset":
+                kwargs["preset"] = _coerce("preset", d["preset"], str)
+                continue
+            section_cls = SECTIONS[f.name]
+            kwargs[f.name] = _section_from_dict(section_cls, d[f.name], f.name)
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise LargoError(f"config file not found: {path}") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LargoError(f"config {path} is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    # -- checks ----------------------------------------------------------------------------------
+    def validate(self) -> RunConfig:
+        """Raise LargoError on the first value out of range; return self for chaining."""
+        m, dif, t, s, data = self.model, self.diffusion, self.train, self.sample, self.data
+        _check(data.resolution >= 8, "resolution must be >= 8")
+        _check(data.bad_images in ("error", "skip"), "bad_images must be 'error' or 'skip'")
+        _check(m.base_channels > 0 and m.base_channels % 32 == 0,
+               f"base_channels must be a positive multiple of 32 (GroupNorm uses 32 groups), got {m.base_channels}")
+        _check(len(m.channel_mult) >= 1 and all(c > 0 for c in m.channel_mult), "channel_mult must be positive")
+        _check(m.num_res_blocks >= 1, "num_res_blocks must be >= 1")
+        _check(m.num_heads >= 1 and (m.base_channels % m.num_heads == 0), "num_heads must divide base_channels")
+        _check(0.0 <= m.dropout < 1.0, "dropout must be in [0, 1)")
+        down = 2 ** (len(m.channel_mult) - 1)
+        _check(data.resolution % down == 0,
+               f"resolution {data.resolution} is not divisible by {down}, which the U-Net's "
+               f"{len(m.channel_mult) - 1} downsamplings need (try {max(down, data.resolution // down * down)})")
+        _check(dif.timesteps >= 2, "timesteps must be >= 2")
+        _check(dif.schedule in SCHEDULES, f"unknown schedule {dif.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        _check(dif.prediction in PREDICTIONS, f"unknown prediction {dif.prediction!r}; valid: {', '.join(PREDICTIONS)}")
+        _check(dif.loss_weighting in WEIGHTINGS,
+               f"unknown loss_weighting {dif.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+        _check(dif.min_snr_gamma > 0, "min_snr_gamma must be > 0")
+        _check(0.0 <= dif.p_uncond < 1.0, "p_uncond must be in [0, 1)")
+        _check(t.steps >= 1 or t.epochs >= 1, "train needs steps >= 1 or epochs >= 1")
+        _check(t.epochs >= 0 and t.max_minutes >= 0, "epochs and max_minutes must be >= 0")
+        _check(t.batch_size >= 1 and t.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
+        _check(t.lr > 0, "lr must be > 0")
+        _check(t.lr_warmup >= 0, "lr_warmup must be >= 0")
+        _check(t.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'")
+        _check(t.weight_decay >= 0 and t.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
+        _check(0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+        _check(t.precision in PRECISIONS, f"unknown precision {t.precision!r}; valid: {', '.join(PRECISIONS)}")
+        _check(t.log_every >= 1 and t.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1")
+        _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
+               "sample_every must be >= 0, keep and max_bad_steps >= 1")
+        _check(s.sampler in SAMPLERS, f"unknown sampler {s.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        _check(1 <= s.sample_steps <= dif.timesteps, f"sample_steps must be in [1, {dif.timesteps}]")
+        _check(s.eta >= 0, "eta must be >= 0")
+        _check(s.spacing in SPACINGS, f"unknown spacing {s.spacing!r}; valid: {', '.join(SPACINGS)}")
+        _check(s.cfg >= 0, "cfg must be >= 0")
+        _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
+        return self
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "diffusion": DiffusionConfig,
+    "train": TrainConfig,
+    "sample": SampleConfig,
+}
+SECTION_NAMES = sorted(SECTIONS) + ["preset"]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise LargoError(f"config: {message}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value: Any, typ: Any) -> Any:
+    """Check a JSON value against a field's annotated type (bool is not an int here)."""
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise LargoError(f"config: {name} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, typ)
+    if not ok:
+        raise LargoError(f"config: {name} must be {getattr(typ, '__name__', typ)}, got {value!r}")
+    return value
+
+
+def _section_from_dict(cls: type, d: Any, section: str) -> Any:
+    if not isinstance(d, dict):
+        raise LargoError(f"config: section {section!r} must be an object")
+    types = _field_types(cls)
+    unknown = set(d) - set(types)
+    if unknown:
+        raise LargoError(f"config: unknown key(s) {sorted(unknown)} in section {section!r}")
+    return cls(**{k: _coerce(f"{section}.{k}", v, types[k]) for k, v in d.items()})
+
+
+# -- presets ---------------------------------------------------------------------------------------
+# Overrides on top of the dataclass defaults. "demo" is sized for a 2-core laptop CPU (see README).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "flowers64": {
+        "data": {"dataset": "flowers102", "resolution": 64, "balanced": True},
+        "model": {"base_channels": 64, "channel_mult": (1, 2, 4, 8), "attention_resolutions": (16, 8)},
+        "train": {"batch_size": 64},
+    },
+    "fashion32": {
+        "data": {"dataset": "fashion_mnist", "resolution": 32},
+        "model": {"base_channels": 64, "channel_mult": (1, 2, 2), "attention_resolutions": (16, 8)},
+    },
+    "mnist32": {
+        "data": {"dataset": "mnist", "resolution": 32, "hflip": False},
+        "model": {"base_channels": 64, "channel_mult": (1, 2, 2), "attention_resolutions": (16, 8)},
+    },
+    "cifar32": {
+        "data": {"dataset": "cifar10", "resolution": 32},
+        "model": {"base_channels": 128, "channel_mult": (1, 2, 2, 2), "attention_resolutions": (16,)},
+        "train": {"batch_size": 128},
+    },
+    "demo": {
+        "data": {"dataset": "fashion_mnist", "resolution": 32},
+        "model": {"base_channels": 32, "channel_mult": (1, 2, 2), "num_res_blocks": 1,
+                  "attention_resolutions": (8,), "dropout": 0.0},
+        "train": {"batch_size": 64, "lr": 1e-3, "lr_warmup": 100, "ema_decay": 0.999, "max_minutes": 9.0,
+                  "steps": 100_000, "checkpoint_every": 250, "log_every": 25},
+        "sample": {"sampler": "ddim", "sample_steps": 20, "cfg": 3.0},
+    },
+}
+
+
+def preset_config(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise LargoError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    cfg = RunConfig(preset=name)
+    for section, overrides in PRESETS[name].items():
+        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **overrides))
+    return cfg
+
+
+# -- CLI flags from the dataclasses ----------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+    """Add one flag per config field; the default None means "not given, keep the config's value"."""
+    for section in sections:
+        group = parser.add_argument_group(f"{section} config")
+        for name, typ in _field_types(SECTIONS[section]).items():
+            default = getattr(SECTIONS[section](), name)
+            help_text = f"(default: {default})"
+            if typ is bool:
+                group.add_argument(_flag(name), dest=name, type=_parse_bool, default=None, metavar="BOOL",
+                                   help=help_text)
+            elif typing.get_origin(typ) is tuple:
+                group.add_argument(_flag(name), dest=name, type=_parse_int_tuple, default=None, metavar="A,B,..",
+                                   help=help_text)
+            else:
+                group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
+
+
+def apply_flags(cfg: RunConfig, args: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> RunConfig:
+    for section in sections:
+        sub = getattr(cfg, section)
+        given = {n: getattr(args, n) for n in _field_types(SECTIONS[section]) if getattr(args, n, None) is not None}
+        setattr(cfg, section, dataclasses.replace(sub, **given))
+    return cfg
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_int_tuple(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    return tuple(int(p) for p in text.split(",") if p.strip()) if text else ()

@@ -1,0 +1,141 @@
+"""Network + schedule + classifier-free guidance → one denoiser that every sampler calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from largo.diffusion.loss import model_num_classes
+from largo.diffusion.parameterization import check_prediction, to_eps, to_x0
+from largo.diffusion.schedules import NoiseSchedule
+from largo.errors import LargoError
+
+
+@dataclass
+class Denoised:
+    """A denoiser's answer at x_t = α x0 + σ ε, all float64 (alpha/sigma are (B, 1, …, 1))."""
+
+    x0: Tensor
+    eps: Tensor
+    alpha: Tensor
+    sigma: Tensor
+
+    @property
+    def v(self) -> Tensor:
+        return self.alpha * self.eps - self.sigma * self.x0
+
+
+def _param_dtype(net: nn.Module) -> torch.dtype:
+    p = next(net.parameters(), None)
+    return p.dtype if p is not None else torch.float32
+
+
+class Denoiser:
+    """Wraps a trained network; the one place classifier-free guidance is written.
+
+    Guided noise prediction (LARGO eq. 10):   ε̃ = ε(x, ∅) + w · (ε(x, y) − ε(x, ∅)),   w = `cfg_scale`.
+    Eq. 11's form ε̃ = (1 + w′) ε(x, y) − w′ ε(x, ∅) is the same thing with w = 1 + w′ (so w′ = 0 ⇔ w = 1).
+    w = 1 is one conditional pass; otherwise the conditional and unconditional inputs are concatenated into ONE
+    forward pass of 2B. The formula is applied to the network's own target (ε, x0 or v, per `prediction`) and the
+    result converted exactly to ε and x0: at fixed x_t every conversion is affine in the prediction, so this is
+    identical to guiding ε, and keeps x0 defined at ᾱ = 0 (zero terminal SNR) for v/x0 networks.
+
+    `cfg_interval=(lo, hi)` applies guidance only where lo ≤ t ≤ hi (timesteps, inclusive); elsewhere the plain
+    conditional prediction is used. Labels `None` mean unconditional generation (the null class, no guidance).
+    The net is called in its parameter dtype with float32 t; results are float64.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        schedule: NoiseSchedule,
+        prediction: str,
+        cfg_scale: float = 1.0,
+        cfg_interval: tuple[int, int] | None = None,
+        num_classes: int | None = None,
+    ):
+        self.net = net
+        self.schedule = schedule
+        self.prediction = check_prediction(prediction)
+        self.cfg_scale = float(cfg_scale)
+        self.num_classes = model_num_classes(net) if num_classes is None else int(num_classes)
+        if self.num_classes == 0 and self.cfg_scale != 1.0:
+            raise LargoError(f"guidance scale {cfg_scale} needs a class-conditional checkpoint; this one is "
+                             "unconditional (use cfg 1)")
+        if cfg_interval is not None:
+            lo, hi = cfg_interval
+            if not 0 <= lo <= hi:
+                raise LargoError(f"cfg_interval must be (lo, hi) with 0 <= lo <= hi, got {cfg_interval}")
+        self.cfg_interval = cfg_interval
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _labels(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        if y is None:
+            return torch.full((batch,), self.num_classes, dtype=torch.int64, device=device)
+        y = torch.as_tensor(y, dtype=torch.int64, device=device).reshape(-1)
+        if y.shape[0] != batch:
+            raise LargoError(f"got {y.shape[0]} labels for a batch of {batch}")
+        if bool(((y < 0) | (y > self.num_classes)).any()):
+            raise LargoError(f"labels must be in [0, {self.num_classes}] ({self.num_classes} = null class)")
+        return y
+
+    def _guided_mask(self, t: Tensor, y: Tensor) -> Tensor:
+        """Which samples get guidance: w != 1, a real label, and t inside the interval."""
+        mask = y != self.num_classes
+        if self.cfg_scale == 1.0:
+            return torch.zeros_like(mask)
+        if self.cfg_interval is not None:
+            lo, hi = self.cfg_interval
+            mask &= (t >= lo) & (t <= hi)
+        return mask
+
+    def _net(self, x_t: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        out = self.net(x_t.to(_param_dtype(self.net)), t.to(torch.float32), y)
+        return out.to(torch.float64)
+
+    # -- the denoiser ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, x_t: Tensor, t: Tensor | float, y: Tensor | None) -> Denoised:
+        """Denoise x_t (B, C, H, W) at timestep(s) t (scalar or (B,), int or float) for labels y (B,) or None."""
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
+        on_cpu = self.schedule.betas.device.type == "cpu"
+        abar = self.schedule.alpha_bar(t.cpu() if on_cpu else t).to(x_t.device)
+        return self._denoise(x_t, t, y, abar)
+
+    @torch.no_grad()
+    def denoise_sigma(self, x_sigma: Tensor, sigma: float | Tensor, y: Tensor | None) -> Denoised:
+        """Denoise in the σ view x_σ = x0 + σ ε (EDM/Karras samplers): x_t = α x_σ with α = 1/sqrt(1 + σ²);
+        the net's timestep is schedule.sigma_to_t(σ) (the inverse of the λ interpolation, see schedules.py).
+        σ is a scalar or (B,); the returned alpha/sigma are the VP ones, x0 and ε are the same in both views."""
+        sig = torch.as_tensor(sigma, dtype=torch.float64).expand(x_sigma.shape[0])
+        t = self.schedule.sigma_to_t(sig.cpu()).to(x_sigma.device)
+        abar = (1.0 / (1.0 + sig**2)).to(x_sigma.device)
+        shape = (-1,) + (1,) * (x_sigma.ndim - 1)
+        return self._denoise(x_sigma.to(torch.float64) * abar.sqrt().reshape(shape), t, y, abar)
+
+    def _denoise(self, x_t: Tensor, t: Tensor, y: Tensor | None, abar: Tensor) -> Denoised:
+        b, device = x_t.shape[0], x_t.device
+        x_t = x_t.to(torch.float64)
+        t = t.to(device)
+        y = self._labels(y, b, device)
+        shape = (b,) + (1,) * (x_t.ndim - 1)
+        alpha, sigma = abar.sqrt().reshape(shape), (1.0 - abar).sqrt().reshape(shape)
+        if self.prediction == "eps" and bool((alpha == 0).any()):
+            raise LargoError("an eps-prediction network has no x0 at zero SNR (ᾱ = 0): zero_terminal_snr needs "
+                             "prediction v or x0, or a sampler grid that skips the last timestep")
+
+        guided = self._guided_mask(t, y)
+        if bool(guided.any()):
+            null = torch.full_like(y, self.num_classes)
+            pred_c, pred_u = self._net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+            # Mixing in the net's own target equals mixing ε (conversions are affine in the prediction).
+            pred = torch.where(guided.reshape(shape), pred_u + self.cfg_scale * (pred_c - pred_u), pred_c)
+        else:
+            pred = self._net(x_t, t, y)
+        # Both conversions straight from the net's target: exact, and x0 stays defined at α = 0 for v/x0 nets.
+        x0 = to_x0(pred, self.prediction, x_t, alpha, sigma)
+        eps = to_eps(pred, self.prediction, x_t, alpha, sigma)
+        return Denoised(x0=x0, eps=eps, alpha=alpha, sigma=sigma)

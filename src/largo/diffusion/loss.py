@@ -1,0 +1,71 @@
+"""The denoising training loss (one draw of t, noise and label dropout per call)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from largo.config import DiffusionConfig
+from largo.diffusion.parameterization import check_prediction, training_target
+from largo.diffusion.schedules import NoiseSchedule
+from largo.errors import LargoError
+
+
+def model_num_classes(net: nn.Module) -> int:
+    """`num_classes` of a network, looking through DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    for obj in (net, getattr(net, "module", None), getattr(net, "_orig_mod", None)):
+        if obj is not None and hasattr(obj, "num_classes"):
+            return int(obj.num_classes)
+    raise LargoError("the network has no `num_classes` attribute (needed for the null class)")
+
+
+def min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
+    """Min-SNR-γ (Hang et al. 2023) expressed for each target, so that the implied x0-space weight is min(snr, γ).
+
+    An ε-error is an x0-error times snr, a v-error times (snr + 1); dividing by those factors gives:
+    eps: min(snr, γ)/snr = min(1, γ/snr)  (written this way so snr = 0 at zero terminal SNR gives 1, not 0/0),
+    v: min(snr, γ)/(snr + 1),  x0: min(snr, γ).
+    """
+    if prediction == "eps":
+        return (gamma / snr).clamp(max=1.0)
+    if prediction == "v":
+        return snr.clamp(max=gamma) / (snr + 1.0)
+    if prediction == "x0":
+        return snr.clamp(max=gamma)
+    raise LargoError(f"unknown prediction target {prediction!r}")
+
+
+def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig) -> Tensor:
+    """Scalar float32 loss: batch mean of the (optionally min-SNR-weighted) per-sample MSE.
+
+    Randomness comes from the GLOBAL torch RNG on x0's device, in this order: t ~ U{0..T-1}, noise ~ N(0, I),
+    then (if p_uncond > 0) the label-dropout mask; so restoring the RNG states reproduces a step exactly.
+    Dropped labels become the null class `net.num_classes`.
+    """
+    check_prediction(cfg.prediction)
+    if schedule.num_timesteps != cfg.timesteps:
+        raise LargoError(f"schedule has {schedule.num_timesteps} steps but the config says {cfg.timesteps}")
+    b, device = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.num_timesteps, (b,), device=device)
+    noise = torch.randn_like(x0)
+    y = y.to(device=device, dtype=torch.int64)
+    if cfg.p_uncond > 0:
+        drop = torch.rand(b, device=device) < cfg.p_uncond
+        y = torch.where(drop, torch.full_like(y, model_num_classes(net)), y)
+
+    x_t = schedule.q_sample(x0, t, noise)
+    pred = net(x_t, t.to(torch.float32), y)
+
+    # Target and weights in float32 whatever the net's (autocast) output dtype is.
+    abar = schedule.alpha_bar(t.cpu() if schedule.betas.device.type == "cpu" else t)
+    shape = (b,) + (1,) * (x0.ndim - 1)
+    alpha = abar.sqrt().to(torch.float32).to(device).reshape(shape)
+    sigma = (1.0 - abar).sqrt().to(torch.float32).to(device).reshape(shape)
+    target = training_target(cfg.prediction, x0.float(), noise.float(), alpha, sigma)
+    per_sample = (pred.float() - target).pow(2).flatten(1).mean(1)
+    if cfg.loss_weighting == "min_snr":
+        snr = (abar / (1.0 - abar)).to(torch.float32).to(device)
+        per_sample = per_sample * min_snr_weight(snr, cfg.min_snr_gamma, cfg.prediction)
+    elif cfg.loss_weighting != "uniform":
+        raise LargoError(f"unknown loss_weighting {cfg.loss_weighting!r}; valid: uniform, min_snr")
+    return per_sample.mean()

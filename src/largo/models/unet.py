@@ -1,0 +1,191 @@
+"""The LARGO U-Net: residual blocks with time + class embeddings, self-attention at low resolutions.
+
+Layout (Ho et al. 2020, as the LARGO report describes it): per level `num_res_blocks` residual blocks and an
+attention block where the feature map's side is in `attention_resolutions`, then a strided-conv downsample;
+a middle of res-attn-res; the decoder mirrors it with skip concatenation and nearest + conv upsampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from largo.config import ModelConfig
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, as in the Transformer and DDPM."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, channels)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    # Residual branches start as the identity, which keeps early training stable.
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GN→SiLU→Conv3×3 → + projected embedding → GN→SiLU→Dropout→Conv3×3, with a 1×1 skip when widths differ."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.in_layers = nn.Sequential(_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
+        self.emb_proj = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_ch))
+        self.out_layers = nn.Sequential(_norm(out_ch), nn.SiLU(), nn.Dropout(dropout),
+                                        _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        h = h + self.emb_proj(emb)[:, :, None, None].to(h.dtype)
+        return self.skip(x) + self.out_layers(h)
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the H×W positions (scaled_dot_product_attention picks the fast kernel)."""
+
+    def __init__(self, channels: int, num_heads: int):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"{channels} channels cannot be split into {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, head_dim)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(-1, -2).reshape(b, c, h, w)
+        return x + self.proj(out)
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Level(nn.Module):
+    """One resolution of the encoder or decoder: residual blocks, each optionally followed by attention."""
+
+    def __init__(self, blocks: list[ResBlock], attention: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.attention = nn.ModuleList(attention)
+
+
+class UNet(nn.Module):
+    """`net(x, t, y)`: x (B, C, H, W), timesteps t (B,), labels y (B,) where y == num_classes is the null class."""
+
+    def __init__(self, cfg: ModelConfig, resolution: int):
+        super().__init__()
+        if cfg.image_channels < 1:
+            raise ValueError("ModelConfig.image_channels must be set (it comes from the dataset)")
+        ch = cfg.base_channels
+        emb_dim = 4 * ch
+        self.num_classes = cfg.num_classes
+        self.base_channels = ch
+        self.resolution = resolution
+        # LARGO eq. 12: time and class embeddings are concatenated, then an MLP mixes them.
+        self.class_embed = nn.Embedding(cfg.num_classes + 1, ch) if cfg.num_classes > 0 else None
+        in_emb = 2 * ch if self.class_embed is not None else ch
+        self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        def attn(width: int, res: int) -> nn.Module:
+            return AttentionBlock(width, cfg.num_heads) if res in cfg.attention_resolutions else nn.Identity()
+
+        self.input_conv = nn.Conv2d(cfg.image_channels, ch, 3, padding=1)
+        widths = [ch * m for m in cfg.channel_mult]
+        skip_widths = [ch]
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        res, width = resolution, ch
+        for i, out in enumerate(widths):
+            blocks, attns = [], []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(width, out, emb_dim, cfg.dropout))
+                attns.append(attn(out, res))
+                width = out
+                skip_widths.append(width)
+            self.down.append(Level(blocks, attns))
+            last = i == len(widths) - 1
+            self.downsample.append(nn.Identity() if last else Downsample(width))
+            if not last:
+                skip_widths.append(width)
+                res //= 2
+        self.mid_block1 = ResBlock(width, width, emb_dim, cfg.dropout)
+        self.mid_attn = AttentionBlock(width, cfg.num_heads)
+        self.mid_block2 = ResBlock(width, width, emb_dim, cfg.dropout)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, out in reversed(list(enumerate(widths))):
+            blocks, attns = [], []
+            for _ in range(cfg.num_res_blocks + 1):
+                blocks.append(ResBlock(width + skip_widths.pop(), out, emb_dim, cfg.dropout))
+                attns.append(attn(out, res))
+                width = out
+            self.up.append(Level(blocks, attns))
+            self.upsample.append(Upsample(width) if i > 0 else nn.Identity())
+            if i > 0:
+                res *= 2
+        self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
+
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        emb = timestep_embedding(t, self.base_channels)
+        if self.class_embed is not None:
+            if y is None:
+                y = torch.full_like(t, self.num_classes, dtype=torch.long)
+            emb = torch.cat([emb, self.class_embed(y)], dim=-1)
+        return self.embed_mlp(emb)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed(t.to(x.device), y)
+        h = self.input_conv(x)
+        skips = [h]
+        for level, down in zip(self.down, self.downsample):
+            for block, attn in zip(level.blocks, level.attention):
+                h = attn(block(h, emb))
+                skips.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)
+                skips.append(h)
+        h = self.mid_block2(self.mid_attn(self.mid_block1(h, emb)), emb)
+        for level, up in zip(self.up, self.upsample):
+            for block, attn in zip(level.blocks, level.attention):
+                h = attn(block(torch.cat([h, skips.pop()], dim=1), emb))
+            h = up(h)
+        return self.out(h)
+
+
+def build_unet(cfg: ModelConfig, resolution: int) -> UNet:
+    return UNet(cfg, resolution)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())

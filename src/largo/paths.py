@@ -1,0 +1,26 @@
+"""Where largo reads data and keeps caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # src/largo/paths.py -> repository root (editable installs)
+
+
+def cache_dir(*parts: str) -> Path:
+    """`$LARGO_CACHE` or ~/.cache/largo, with sub-folders created on demand."""
+    root = Path(os.environ.get("LARGO_CACHE") or Path.home() / ".cache" / "largo")
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_data_root() -> Path:
+    """`$LARGO_DATA`, else ../shared/data (from the working directory or the repository), else the cache."""
+    if os.environ.get("LARGO_DATA"):
+        return Path(os.environ["LARGO_DATA"])
+    for candidate in (Path.cwd().parent / "shared" / "data", REPO_ROOT.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate
+    return cache_dir("data")

@@ -1,0 +1,345 @@
+"""The training loop: data stream → diffusion loss → AdamW → EMA, with checkpoints that resume exactly.
+
+Everything random (data order, flips, timesteps, noise, label dropout, dropout) comes from generators whose
+state is saved with each checkpoint, so on the CPU a run that is killed and resumed ends with the same
+weights, bit for bit, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from largo.config import RunConfig
+from largo.data import BatchStream, load_images
+from largo.diffusion import NoiseSchedule, diffusion_loss
+from largo.errors import LargoError
+from largo.io import atomic_write_text
+from largo.models import build_unet, count_parameters
+from largo.train.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
+from largo.train.ema import EMA
+
+
+# -- devices and precision ---------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LargoError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise LargoError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """Autocast dtype: bf16 where the GPU has it, fp32 on the CPU unless asked otherwise."""
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if precision == "fp16" and device.type != "cuda":
+        raise LargoError("fp16 training needs a CUDA GPU; use --precision bf16 or fp32 on the CPU")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# -- RNG state ---------------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_tuplify(state["python"]))
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True):
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        t, d = cfg.train, cfg.data
+        self.device = resolve_device(t.device)
+        self.amp_dtype = resolve_precision(t.precision, self.device)
+        data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
+                           bad_images=d.bad_images, split_seed=d.split_seed)
+        self.class_names = data.class_names
+        cfg.model = dataclasses.replace(cfg.model, image_channels=data.channels, num_classes=data.num_classes)
+        self.cfg = cfg.validate()
+        torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        np.random.seed(t.seed)
+        self.net = build_unet(cfg.model, d.resolution).to(self.device)
+        if t.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.net, t.ema_decay, t.ema_warmup)
+        fused = self.device.type == "cuda"
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=(0.9, 0.999),
+                                     weight_decay=t.weight_decay, fused=fused, foreach=None if fused else True)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.schedule = NoiseSchedule.make(cfg.diffusion.schedule, cfg.diffusion.timesteps,
+                                           cfg.diffusion.zero_terminal_snr)
+        self.stream = BatchStream(data, t.batch_size, balanced=d.balanced, hflip=d.hflip, seed=t.seed,
+                                  device=self.device)
+        self.step = 0
+        self.bad_steps_total = 0
+        self.model_fn = torch.compile(self.net) if t.compile else self.net
+        self.stop_requested = False
+        if resume:
+            self._resume()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(self.run_dir, cfg)
+
+    @property
+    def total_steps(self) -> int:
+        t = self.cfg.train
+        if t.epochs > 0:
+            return math.ceil(t.epochs * len(self.stream) / (t.batch_size * t.grad_accum))
+        return t.steps
+
+    def lr_at(self, step: int) -> float:
+        t = self.cfg.train
+        lr = t.lr * min(1.0, (step + 1) / t.lr_warmup) if t.lr_warmup > 0 else t.lr
+        if t.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
+        return lr
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
+                "stream": self.stream.state_dict(), "rng": rng_state(), "bad_steps_total": self.bad_steps_total,
+                "scaler": self.scaler.state_dict() if self.scaler else None}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg,
+                               self.cfg.train.keep, self.class_names)
+
+    def _resume(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise LargoError(f"nothing to resume: {self.run_dir} has no complete checkpoint")
+        meta = read_meta(ckpt)
+        if meta["config"]["model"] != dataclasses.asdict(self.cfg.model):
+            raise LargoError(f"cannot resume {self.run_dir}: the model config differs from the checkpoint's")
+        load_weights(self.net, ckpt / "model.safetensors")
+        load_weights(self.ema.net, ckpt / "ema.safetensors")
+        state = load_state(ckpt)
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+            self.stream.load_state_dict(state["stream"])
+            set_rng_state(state["rng"])
+            if self.scaler and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.step = int(state["step"])
+            self.ema.updates = int(state["ema_updates"])
+            self.bad_steps_total = int(state.get("bad_steps_total", 0))
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise LargoError(f"training state in {ckpt} does not match this run ({type(e).__name__}: {e})") from None
+        self._truncate_log(self.step)
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint we resume from, so curves have no repeated steps."""
+        log = self.run_dir / "log.jsonl"
+        if log.exists():
+            lines = [ln for ln in log.read_text().splitlines() if ln.strip() and _log_step(ln) <= step]
+            atomic_write_text(log, "".join(ln + "\n" for ln in lines))
+
+    # -- one optimizer step --------------------------------------------------------------------------
+    def train_step(self) -> tuple[float, float] | None:
+        """One optimizer step over `grad_accum` micro-batches. Returns (loss, grad_norm), or None when the
+        step was skipped because the loss or a gradient was not finite."""
+        t = self.cfg.train
+        self.net.train()
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for _ in range(t.grad_accum):
+            x, y = self.stream.next()
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp_dtype):
+                loss = diffusion_loss(self.model_fn, x, y, self.schedule, self.cfg.diffusion) / t.grad_accum
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.detach().float()
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
+        loss_value, norm_value = torch.stack([total, norm.float()]).tolist()  # one host sync per step
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            self.opt.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.update()
+            return None
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        self.ema.update(self.net)
+        self.step += 1
+        return loss_value, norm_value
+
+    # -- the run -------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        t = self.cfg.train
+        total = self.total_steps
+        start_time = time.time()
+        deadline = start_time + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
+        writer = _tensorboard(self.run_dir)
+        log_file = open(self.run_dir / "log.jsonl", "a")
+        handlers = _install_signal_handlers(self)
+        consecutive_bad = 0
+        window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
+        images_per_step = t.batch_size * t.grad_accum
+        stop_reason = "steps"
+        bar = _progress(total, self.step, self.progress)
+        try:
+            while self.step < total:
+                if self.stop_requested:
+                    stop_reason = "signal"
+                    break
+                if time.time() >= deadline:
+                    stop_reason = "time budget"
+                    break
+                result = self.train_step()
+                if result is None:
+                    consecutive_bad += 1
+                    self.bad_steps_total += 1
+                    _write_log(log_file, {"step": self.step, "event": "skipped non-finite step",
+                                          "consecutive": consecutive_bad})
+                    if consecutive_bad >= t.max_bad_steps:
+                        raise LargoError(f"stopped: {consecutive_bad} consecutive steps had a non-finite loss or "
+                                         f"gradient (lower --lr?); the last good checkpoint is kept in "
+                                         f"{self.run_dir / 'checkpoints'}")
+                    continue
+                consecutive_bad = 0
+                window_loss += result[0]
+                window_n += 1
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == total:
+                    elapsed = time.time() - window_t0
+                    record = {"step": self.step, "epoch": round(self.stream.epoch_fraction, 4),
+                              "loss": window_loss / window_n, "lr": self.lr_at(self.step - 1),
+                              "grad_norm": result[1],
+                              "images_per_s": (self.step - window_step0) * images_per_step / max(elapsed, 1e-9),
+                              "peak_mem_mb": round(peak_memory_mb(self.device), 1),
+                              "ema_decay": self.ema.current_decay(), "time": time.time()}
+                    _write_log(log_file, record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                    if writer:
+                        for k in ("loss", "lr", "grad_norm", "images_per_s"):
+                            writer.add_scalar(f"train/{k}", record[k], self.step)
+                    window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
+                if self.step % t.checkpoint_every == 0:
+                    self.save()
+                if t.sample_every and self.step % t.sample_every == 0:
+                    self.sample_grid(writer)
+        finally:
+            bar.close()
+            log_file.close()
+            _restore_signal_handlers(handlers)
+        ckpt = self.save()
+        grid = self.sample_grid(writer)
+        if writer:
+            writer.close()
+        return {"step": self.step, "stop_reason": stop_reason, "checkpoint": str(ckpt), "grid": str(grid),
+                "minutes": (time.time() - start_time) / 60, "bad_steps": self.bad_steps_total,
+                "parameters": count_parameters(self.net)}
+
+    def sample_grid(self, writer: Any = None) -> Path:
+        from largo.generate import class_grid
+
+        s = self.cfg.sample
+        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
+        image = class_grid(self.ema.net, self.cfg, self.class_names, per_class=s.grid_per_class, seed=0,
+                           device=self.device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        if writer:
+            writer.add_image("samples", np.asarray(image.convert("RGB")), self.step, dataformats="HWC")
+        return path
+
+
+def _log_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, ValueError, TypeError):
+        return 0
+
+
+def _write_log(f: Any, record: dict[str, Any]) -> None:
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None  # tensorboard is optional; log.jsonl has the same numbers
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
+                file=sys.stderr, mininterval=1.0)
+
+
+def _install_signal_handlers(trainer: Trainer) -> dict[int, Any]:
+    """SIGTERM/SIGINT finish the current step, write a checkpoint and exit cleanly."""
+    def request_stop(signum: int, frame: Any) -> None:
+        trainer.stop_requested = True
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[sig] = signal.signal(sig, request_stop)
+        except ValueError:  # not the main thread
+            pass
+    return old
+
+
+def _restore_signal_handlers(old: dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""Pictures: grids, strips, curves and reports."""
