@@ -9,7 +9,9 @@ from PIL import Image
 from torch import nn
 
 from largo.config import RunConfig
-from largo.diffusion import Denoiser, NoiseSchedule, sample
+from largo.diffusion.denoiser import Denoiser
+from largo.diffusion.samplers import sample
+from largo.diffusion.schedules import NoiseSchedule
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

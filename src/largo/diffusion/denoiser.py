@@ -44,7 +44,8 @@ class Denoiser:
 
     `cfg_interval=(lo, hi)` applies guidance only where lo ≤ t ≤ hi (timesteps, inclusive); elsewhere the plain
     conditional prediction is used. Labels `None` mean unconditional generation (the null class, no guidance).
-    The net is called in its parameter dtype with float32 t; results are float64.
+    The net is called in its parameter dtype with float32 t; results are float64. The caller puts the net in
+    eval mode (dropout) and picks the weights (EMA); the Denoiser changes nothing on it.
     """
 
     def __init__(
@@ -110,8 +111,9 @@ class Denoiser:
         """Denoise in the σ view x_σ = x0 + σ ε (EDM/Karras samplers): x_t = α x_σ with α = 1/sqrt(1 + σ²);
         the net's timestep is schedule.sigma_to_t(σ) (the inverse of the λ interpolation, see schedules.py).
         σ is a scalar or (B,); the returned alpha/sigma are the VP ones, x0 and ε are the same in both views."""
-        sig = torch.as_tensor(sigma, dtype=torch.float64).expand(x_sigma.shape[0])
-        t = self.schedule.sigma_to_t(sig.cpu()).to(x_sigma.device)
+        sig = torch.as_tensor(sigma, dtype=torch.float64)
+        t = self.schedule.sigma_to_t(sig.cpu()).to(x_sigma.device).expand(x_sigma.shape[0])
+        sig = sig.expand(x_sigma.shape[0])
         abar = (1.0 / (1.0 + sig**2)).to(x_sigma.device)
         shape = (-1,) + (1,) * (x_sigma.ndim - 1)
         return self._denoise(x_sigma.to(torch.float64) * abar.sqrt().reshape(shape), t, y, abar)

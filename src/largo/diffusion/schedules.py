@@ -217,10 +217,10 @@ class NoiseSchedule:
         sigma = torch.as_tensor(sigma, dtype=torch.float64)
         out_device = sigma.device
         log_sigmas = self.sigmas.log()
-        log_sigma = sigma.to(log_sigmas.device).log()
-        dists = log_sigma.reshape(1, -1) - log_sigmas.reshape(-1, 1)
-        low = dists.ge(0).cumsum(0).argmax(0).clamp(max=len(log_sigmas) - 2)
+        log_sigma = sigma.to(log_sigmas.device).log().reshape(-1)
+        # index of the last step with log σ_i <= log σ (k-diffusion's cumsum/argmax, via a sorted search)
+        low = (torch.searchsorted(log_sigmas, log_sigma, right=True) - 1).clamp(0, len(log_sigmas) - 2)
         lo_val, hi_val = log_sigmas[low], log_sigmas[low + 1]
-        w = ((lo_val - log_sigma.reshape(-1)) / (lo_val - hi_val)).clamp(0, 1)
+        w = ((lo_val - log_sigma) / (lo_val - hi_val)).clamp(0, 1)
         t = (1 - w) * low + w * (low + 1)
         return t.reshape(sigma.shape).to(out_device)

@@ -93,9 +93,9 @@ def check_generated(images: torch.Tensor, labels: torch.Tensor | None, ref: Refe
 
 def build_feature_spaces(ref: Reference, classifier: str | None = None, inception_weights: str | None = None,
                          use_classifier: bool = True, use_inception: bool = True, device: str = "cpu",
-                         skipped: list[dict] | None = None, log=print) -> list[FeatureSpace]:
+                         skipped: list[dict] | None = None) -> list[FeatureSpace]:
     """The classifier space (default location or `classifier`) and the Inception space (weights found or given);
-    what is unavailable is appended to `skipped` with the reason and printed as one line."""
+    what is unavailable is appended to `skipped` as {'what', 'why'}: `why` is the one line the CLI prints."""
     from largo.metrics.classifier import check_classifier, find_classifier, load_classifier
     from largo.metrics.features import ClassifierFeatures
     from largo.metrics.inception import InceptionFeatures, find_inception_weights, missing_weights_message
@@ -110,7 +110,6 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
                    f"{' or '.join(str(d) for d in defaults.classifier_search_dirs())}; train one with "
                    f"`largo classifier train --dataset {ref.dataset} --resolution {ref.resolution}` or pass --classifier")
             skipped.append({"what": "classifier", "why": why})
-            log(why)
         else:
             model, config = load_classifier(path, device)
             check_classifier(config, ref.dataset, ref.resolution, channels, ref.class_names)
@@ -120,7 +119,6 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
         if weights is None:
             why = missing_weights_message()
             skipped.append({"what": "inception (FID, KID, IS)", "why": why})
-            log(why)
         else:
             spaces.append(InceptionFeatures(weights, device))
     return spaces
@@ -146,7 +144,8 @@ def evaluate(gen_images: torch.Tensor, gen_labels: torch.Tensor | None, ref: Ref
     skipped = list(opts.skipped)
     if gen_labels is None:
         skipped.append({"what": "class metrics (accuracy, class-matched FD/KID)",
-                        "why": "the generated images carry no class labels"})
+                        "why": "class metrics (accuracy, class-matched FD/KID) skipped: the generated images "
+                               "carry no class labels"})
     ctx = MetricContext(ref.class_names, opts.kid_subsets, opts.kid_subset_size, opts.prc_k, opts.prc_max,
                         opts.isc_splits, opts.seed)
     t0 = time.time()
@@ -224,7 +223,7 @@ def format_summary(result: dict, per_class: bool = True) -> str:
     lines.append("[pixels]  var_gen/var_real per channel: " + ", ".join(_f(r) for r in v["var_ratio"])
                  + "   histogram TV: " + ", ".join(_f(h) for h in v["histogram_l1"]))
     for s in result["skipped"]:
-        lines.append(f"skipped: {s['what']}: {s['why']}")
+        lines.append(s["why"])
     return "\n".join(lines)
 
 

@@ -59,18 +59,39 @@ def _read(path: Path, channels: int) -> np.ndarray:
     return arr
 
 
-def load_image_folder(folder: str | Path, class_names: list[str], channels: int,
-                      resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """(uint8 images (N, C, H, W), int64 labels or None, info). All images must be `resolution` square."""
-    root = Path(folder)
+def _list(root: Path) -> tuple[list[Path], list[Path]]:
+    """(class folders holding images, images at the top level)."""
     if not root.is_dir():
-        raise LargoError(f"--images {folder}: not a folder")
+        raise LargoError(f"--images {root}: not a folder")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in IGNORED_DIRS
                      and not p.name.startswith("."))
     class_dirs = [d for d in subdirs if _images_in(d)]
     flat = _images_in(root)
     if class_dirs and flat:
         raise LargoError(f"{root} holds both images and class folders; use one layout")
+    if not class_dirs and not flat:
+        raise LargoError(f"no images ({', '.join(sorted(SUFFIXES))}) in {root} or its class folders")
+    return class_dirs, flat
+
+
+def probe_resolution(folder: str | Path) -> int:
+    """The height of the first image (the folder must not be empty)."""
+    from PIL import Image
+
+    class_dirs, flat = _list(Path(folder))
+    first = flat[0] if flat else _images_in(class_dirs[0])[0]
+    try:
+        with Image.open(first) as img:
+            return int(img.size[1])
+    except OSError as e:
+        raise LargoError(f"cannot read image {first}: {e}") from None
+
+
+def load_image_folder(folder: str | Path, class_names: list[str], channels: int,
+                      resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(uint8 images (N, C, H, W), int64 labels or None, info). All images must be `resolution` square."""
+    root = Path(folder)
+    class_dirs, flat = _list(root)
     entries: list[tuple[Path, int | None]] = []
     if class_dirs:
         seen: dict[int, str] = {}
@@ -82,8 +103,6 @@ def load_image_folder(folder: str | Path, class_names: list[str], channels: int,
             entries += [(p, c) for p in _images_in(d)]
     else:
         entries = [(p, None) for p in flat]
-    if not entries:
-        raise LargoError(f"no images ({', '.join(sorted(SUFFIXES))}) in {root} or its class folders")
     arrays = []
     for path, _ in entries:
         arr = _read(path, channels)

@@ -64,6 +64,9 @@ def _kid(ref: dict, gen: dict, ctx: MetricContext) -> dict:
 def _prc(ref: dict, gen: dict, ctx: MetricContext) -> dict:
     from largo.metrics.prc import precision_recall
 
+    if min(len(ref["features"]), len(gen["features"])) <= ctx.prc_k:
+        return {"precision": None, "recall": None, "k": ctx.prc_k,
+                "note": f"skipped: k-NN radii need more than k={ctx.prc_k} images a side"}
     return precision_recall(ref["features"], gen["features"], ctx.prc_k, ctx.prc_max, ctx.seed)
 
 

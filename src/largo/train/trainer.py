@@ -24,7 +24,8 @@ import torch
 
 from largo.config import RunConfig
 from largo.data import BatchStream, load_images
-from largo.diffusion import NoiseSchedule, diffusion_loss
+from largo.diffusion.loss import diffusion_loss
+from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.io import atomic_write_text
 from largo.models import build_unet, count_parameters
@@ -156,7 +157,7 @@ class Trainer:
         if ckpt is None:
             raise LargoError(f"nothing to resume: {self.run_dir} has no complete checkpoint")
         meta = read_meta(ckpt)
-        if meta["config"]["model"] != dataclasses.asdict(self.cfg.model):
+        if RunConfig.from_dict(meta["config"]).model != self.cfg.model:
             raise LargoError(f"cannot resume {self.run_dir}: the model config differs from the checkpoint's")
         load_weights(self.net, ckpt / "model.safetensors")
         load_weights(self.ema.net, ckpt / "ema.safetensors")

@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from helpers import SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/largo."""
+    old = os.environ.get("LARGO_CACHE")
+    os.environ["LARGO_CACHE"] = str(tmp_path_factory.mktemp("largo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LARGO_CACHE", None)
+    else:
+        os.environ["LARGO_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (SHARED_DATA / "FashionMNIST").is_dir():
+        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
+    return SHARED_DATA

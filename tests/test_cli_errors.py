@@ -1,0 +1,68 @@
+"""User mistakes end with one line on stderr, exit code 2, no traceback, and nothing already written is lost."""
+
+import os
+
+import pytest
+
+from largo.cli import main
+from helpers import tiny_config
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: flowers102"),
+    (["train", "--dataset", "folder:/no/such/dir"], "folder dataset not found"),
+    (["train", "--preset", "demo", "--resolution", "30"], "not divisible by 4"),
+    (["train", "--preset", "demo", "--p-uncond", "1.5"], "p_uncond must be in [0, 1)"),
+    (["train", "--preset", "demo", "--data-root", "/tmp/empty-largo-root"], "fashion_mnist not found under"),
+    (["train", "--config", "/no/such/config.json"], "config file not found"),
+    (["sample", "/no/such/run"], "no run, checkpoint or released checkpoint named"),
+])
+def test_one_line_errors(capsys, argv, needle):
+    os.makedirs("/tmp/empty-largo-root", exist_ok=True)
+    code, err = _run(capsys, argv)
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("largo: error:") and needle in err[0], err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_root):
+    from largo.train.trainer import Trainer
+
+    run = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(steps=2, checkpoint_every=2), run, progress=False).fit()
+    return run
+
+
+def test_unknown_class_name_lists_close_matches(capsys, trained_run):
+    code, err = _run(capsys, ["sample", str(trained_run), "--classes", "trousers", "--n", "1"])
+    assert code == 2 and len(err) == 1 and "unknown class 'trousers'; did you mean trouser" in err[0]
+
+
+def test_steps_out_of_range(capsys, trained_run):
+    code, err = _run(capsys, ["sample", str(trained_run), "--steps", "0"])
+    assert code == 2 and len(err) == 1
+
+
+def test_existing_run_is_never_overwritten(capsys, trained_run):
+    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
+    code, err = _run(capsys, ["train", "--preset", "demo", "--run-dir", str(trained_run)])
+    assert code == 2 and "already holds a run" in err[0]
+    assert before == {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file()}
+
+
+def test_corrupt_checkpoint_is_a_clear_error(capsys, trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    ckpt = copy / "checkpoints" / (copy / "checkpoints" / "latest").read_text().strip()
+    data = (ckpt / "ema.safetensors").read_bytes()
+    (ckpt / "ema.safetensors").write_bytes(data[: len(data) // 2])
+    code, err = _run(capsys, ["sample", str(copy), "--n", "1"])
+    assert code == 2 and len(err) == 1 and "corrupt" in err[0]
