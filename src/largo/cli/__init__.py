@@ -12,7 +12,7 @@ import sys
 from largo.errors import LargoError
 
 # Subcommand modules (largo.cli.<name>); each defines register(subparsers) and sets `func` on its parser.
-COMMANDS = ("train", "sample", "eval", "classifier", "viz", "report", "sweep")
+COMMANDS = ("demo", "train", "sample", "eval", "classifier", "viz", "report", "sweep", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,8 @@ REF_SPLIT = "train"
 # -- Inception-v3 (the FID network, converted from TensorFlow's 2015-12-05 graph) ---------------------
 INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_FILES = (INCEPTION_WEIGHTS_FILE, "weights-inception-2015-12-05-6726825d.pth")  # pytorch-fid, torch-fidelity
+# pytorch-fid's file name, then torch-fidelity's: both are looked for in the torch hub cache
+INCEPTION_WEIGHTS_FILES = (INCEPTION_WEIGHTS_FILE, "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub's convention: the file name carries its sha256 prefix
 INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_WEIGHTS_FILE
 INCEPTION_RESIZE = "tf1x-bilinear-299"  # torch-fidelity's TensorFlow-1.x-compatible bilinear upsampling

@@ -108,7 +108,8 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
         if path is None:
             why = (f"classifier metrics skipped: no classifier for {ref.dataset} at {ref.resolution}px in "
                    f"{' or '.join(str(d) for d in defaults.classifier_search_dirs())}; train one with "
-                   f"`largo classifier train --dataset {ref.dataset} --resolution {ref.resolution}` or pass --classifier")
+                   f"`largo classifier train --dataset {ref.dataset} --resolution {ref.resolution}` "
+                   f"or pass --classifier")
             skipped.append({"what": "classifier", "why": why})
         else:
             model, config = load_classifier(path, device)
@@ -195,7 +196,8 @@ def format_summary(result: dict, per_class: bool = True) -> str:
             lines.append(f"  {label:<10} {_f(e['fd']['value'])}")
         if "kid" in e:
             k = e["kid"]
-            lines.append(f"  {'KID':<10} {_f(k['mean'])} ± {_f(k['std'])}  ({k['subsets']} subsets of {k['subset_size']})")
+            lines.append(f"  {'KID':<10} {_f(k['mean'])} ± {_f(k['std'])}  "
+                         f"({k['subsets']} subsets of {k['subset_size']})")
         if "inception_score" in e:
             s = e["inception_score"]
             lines.append(f"  {'IS':<10} {_f(s['mean'])} ± {_f(s['std'])}  (reference {_f(s['reference'])})")

@@ -34,7 +34,8 @@ def cache_key(space: FeatureSpace, dataset: str, split: str, resolution: int, da
 def cache_path(key: dict) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     safe = key["dataset"].replace(":", "_").replace("/", "_")[-40:]
-    return defaults.refstats_dir() / f"{safe}-{key['split']}-{key['resolution']}-{key['extractor'].replace(':', '_')}-{digest}.safetensors"
+    extractor = key["extractor"].replace(":", "_")
+    return defaults.refstats_dir() / f"{safe}-{key['split']}-{key['resolution']}-{extractor}-{digest}.safetensors"
 
 
 def reference_outputs(space: FeatureSpace, images: torch.Tensor, labels: torch.Tensor, *, dataset: str,
