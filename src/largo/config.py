@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,12 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Raise LargoError on the first value out of range; return self for chaining."""
         m, dif, t, s, data = self.model, self.diffusion, self.train, self.sample, self.data
-        _check(data.resolution >= 8, "resolution must be >= 8")
+        for section in SECTIONS:
+            for name, value in dataclasses.asdict(getattr(self, section)).items():
+                if isinstance(value, float):
+                    _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+        _check(8 <= data.resolution <= 2048, f"resolution must be in [8, 2048], got {data.resolution}")
+        _check(m.image_channels >= 0 and m.num_classes >= 0, "image_channels and num_classes must be >= 0")
         _check(data.bad_images in ("error", "skip"), "bad_images must be 'error' or 'skip'")
         _check(m.base_channels > 0 and m.base_channels % 32 == 0,
                f"base_channels must be a positive multiple of 32 (GroupNorm uses 32 groups), got {m.base_channels}")
@@ -158,7 +164,7 @@ class RunConfig:
         _check(data.resolution % down == 0,
                f"resolution {data.resolution} is not divisible by {down}, which the U-Net's "
                f"{len(m.channel_mult) - 1} downsamplings need (try {max(down, data.resolution // down * down)})")
-        _check(dif.timesteps >= 2, "timesteps must be >= 2")
+        _check(2 <= dif.timesteps <= 100_000, f"timesteps must be in [2, 100000], got {dif.timesteps}")
         _check(dif.schedule in SCHEDULES, f"unknown schedule {dif.schedule!r}; valid: {', '.join(SCHEDULES)}")
         _check(dif.prediction in PREDICTIONS, f"unknown prediction {dif.prediction!r}; valid: {', '.join(PREDICTIONS)}")
         _check(dif.loss_weighting in WEIGHTINGS,

@@ -12,6 +12,7 @@ from largo.config import RunConfig
 from largo.diffusion.denoiser import Denoiser
 from largo.diffusion.samplers import sample
 from largo.diffusion.schedules import NoiseSchedule
+from largo.train.distributed import DistInfo
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -24,13 +25,29 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
                     sampler: str | None = None, steps: int | None = None, eta: float | None = None,
                     cfg_scale: float | None = None, spacing: str | None = None,
                     cfg_interval: tuple[int, int] | None = None, batch_size: int = 64,
-                    device: torch.device | str | None = None, progress: bool = False) -> torch.Tensor:
+                    device: torch.device | str | None = None, progress: bool = False,
+                    dist_info: DistInfo | None = None) -> torch.Tensor:
     """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
-    depend on the batch size. Unset sampling options come from `cfg.sample`."""
+    depend on the batch size or on how many processes share the work. Unset sampling options come from
+    `cfg.sample`. With `dist_info` of several processes, rank r draws images r, r+W, … and every rank returns
+    all N images in order (no image drawn twice, none missing)."""
+    seeds = list(range(len(labels))) if seeds is None else list(seeds)
+    if dist_info is not None and dist_info.enabled:
+        import torch.distributed as dist
+
+        mine = list(range(dist_info.rank, len(labels), dist_info.world))
+        local = generate_images(net, cfg, labels[mine], [seeds[i] for i in mine], sampler=sampler, steps=steps,
+                                eta=eta, cfg_scale=cfg_scale, spacing=spacing, cfg_interval=cfg_interval,
+                                batch_size=batch_size, device=device, progress=progress and dist_info.is_main)
+        parts: list = [None] * dist_info.world
+        dist.all_gather_object(parts, (mine, local))
+        out = torch.empty((len(labels), *local.shape[1:]), dtype=torch.uint8)
+        for index, images in parts:
+            out[index] = images
+        return out
     s = cfg.sample
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net = net.to(device).eval()
-    seeds = list(range(len(labels))) if seeds is None else list(seeds)
     if len(seeds) != len(labels):
         raise ValueError("need one seed per label")
     schedule = NoiseSchedule.make(cfg.diffusion.schedule, cfg.diffusion.timesteps, cfg.diffusion.zero_terminal_snr)

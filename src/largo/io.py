@@ -10,20 +10,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from largo.errors import LargoError
+
+
+class WriteError(LargoError, OSError):
+    """A file could not be written (disk full, quota, read-only folder, permissions).
+
+    A `LargoError`, so the CLI prints it as one line instead of a traceback, and an `OSError` with the original
+    `errno`, so callers that tolerate a failed write (`except OSError`, e.g. the dataset cache) still do."""
+
+    def __init__(self, path: str | Path, cause: OSError, note: str = ""):
+        if isinstance(cause, WriteError):  # already names the file that failed
+            super().__init__(cause.errno, f"{cause.strerror}{note}")
+            return
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(cause.errno, f"cannot write {path}: {reason}{note}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)`, fsync it, then rename over `path` (same folder, so the rename is atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise (e if isinstance(e, WriteError) else WriteError(path, e)) from e
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e) from e
         raise
     _fsync_dir(path.parent)
 

@@ -87,8 +87,13 @@ def run(args: argparse.Namespace) -> int:
                                         write_result)
     from largo.metrics.kid import resolve_subset_size
 
+    from largo.train.distributed import init_distributed, local_device, shutdown
+
     _check_args(args)
     device = resolve_device(args.device)
+    # Under torchrun, sampling is split across ranks; every rank computes the metrics, rank 0 writes them.
+    dist_info = init_distributed(device)
+    device = local_device(device, dist_info)
     opts = EvalOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, prc_k=args.prc_k,
                        prc_max=args.prc_max, batch_size=args.batch_size, seed=args.seed)
     source: dict
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
               f"{spacing}) on {device}", flush=True)
         images = generate_images(net, cfg, labels if labels is not None else torch.zeros(args.n, dtype=torch.long),
                                  seeds, sampler=sampler, steps=steps, eta=eta, cfg_scale=cfg_scale, spacing=spacing,
-                                 batch_size=args.batch_size, device=device, progress=True)
+                                 batch_size=args.batch_size, device=device, progress=True, dist_info=dist_info)
         run_root = _run_root(Path(args.run_dir), ckpt)
         meta = read_meta(ckpt)
         source = {"kind": "run", "run_dir": str(run_root), "checkpoint": str(ckpt), "step": meta.get("step"),
@@ -144,14 +149,16 @@ def run(args: argparse.Namespace) -> int:
         name = args.name or (f"{ckpt.name}-{sampler}-{steps}steps-cfg{_num(cfg_scale)}-eta{_num(eta)}-"
                              f"n{args.n}-seed{args.seed}")
         out_path = args.out or run_root / "eval" / f"{name}.json"
-        if args.save_images:
+        if args.save_images and dist_info.is_main:
             _save_pngs(images, labels, out_path.parent / name)
 
     result = evaluate(images, labels, ref, spaces, opts)
     result = {"name": name, "source": source, **result}
-    write_result(out_path, result)
-    print(format_summary(result, per_class=not args.quiet))
-    print(f"largo: wrote {out_path}")
+    if dist_info.is_main:
+        write_result(out_path, result)
+        print(format_summary(result, per_class=not args.quiet))
+        print(f"largo: wrote {out_path}")
+    shutdown(dist_info)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from largo.errors import LargoError
 from largo.paths import cache_dir, default_data_root
@@ -62,7 +62,11 @@ def load_images(dataset: str, split: str = "train", resolution: int = 32, data_r
         full = _decode(name, root, source, resolution, download, bad_images)
         _write_cache(cache_file, full)
     if full.skipped:
-        print(f"largo: skipped {len(full.skipped)} unreadable image(s), first: {full.skipped[0]}")
+        if bad_images != "skip":  # the cache was built by an earlier --bad-images skip run
+            raise LargoError(f"cannot read image {full.skipped[0]} ({len(full.skipped)} unreadable in "
+                             f"{source}; use --bad-images skip to skip such files)")
+        shown = ", ".join(full.skipped[:5]) + (", …" if len(full.skipped) > 5 else "")
+        print(f"largo: skipped {len(full.skipped)} unreadable image(s): {shown}")
     return _select_split(full, name, split, split_seed)
 
 
@@ -244,7 +248,7 @@ def _folder_mode(files: list[Path]) -> str:
             with Image.open(f) as img:
                 if img.mode not in ("L", "I", "I;16", "1"):
                     return "RGB"
-        except (OSError, UnidentifiedImageError):
+        except Exception:  # unreadable files are reported by _decode_files
             continue
     return "L"
 
@@ -254,10 +258,11 @@ def _decode_files(files: list[Path], resolution: int, mode: str, bad: str
     def one(f: Path) -> np.ndarray | None:
         try:
             return _load_pil(f, resolution, mode)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        except Exception as e:  # untrusted bytes: PIL raises OSError, SyntaxError, DecompressionBombError, …
             if bad == "skip":
                 return None
-            raise LargoError(f"cannot read image {f}: {e} (use --bad-images skip to skip such files)") from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise LargoError(f"cannot read image {f}: {reason} (use --bad-images skip to skip such files)") from None
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding and resizing
         arrays = list(pool.map(one, files))
@@ -281,6 +286,9 @@ def _select_split(full: ImageSet, name: str, split: str, split_seed: int) -> Ima
     else:  # generative split: seeded shuffle of everything, 95 % train / 5 % test
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
         n_test = max(1, round(GENERATIVE_TEST_FRACTION * n))
+        if n - n_test < 1:
+            raise LargoError(f"{name} dataset has only {n} readable image(s); the {1 - GENERATIVE_TEST_FRACTION:.0%}/"
+                             f"{GENERATIVE_TEST_FRACTION:.0%} split needs at least 2")
         idx = perm[n_test:] if split == "train" else perm[:n_test]
         idx = idx.sort().values
     return ImageSet(full.images[idx], full.labels[idx], full.class_names, full.skipped)

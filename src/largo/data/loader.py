@@ -27,11 +27,12 @@ class BatchStream:
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, balanced: bool = False, hflip: bool = True,
-                 seed: int = 0, device: torch.device | str = "cpu"):
+                 seed: int = 0, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # the global batch; a rank keeps [rank::world] of it
+        self.rank, self.world = shard
         self.hflip = hflip
         self.weights = class_balanced_weights(data.labels) if balanced else None
         self.generator = torch.Generator().manual_seed(seed)  # CPU generator: identical order on any device
@@ -63,7 +64,9 @@ class BatchStream:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.next_indices()
         flip = torch.rand(len(idx), generator=self.generator) < 0.5 if self.hflip else None
-        idx = idx.to(self.device)
+        # Every rank draws the whole global batch (same generator), then keeps its slice.
+        idx = idx[self.rank::self.world].to(self.device)
+        flip = flip[self.rank::self.world] if flip is not None else None
         x = self.images[idx].float().div_(127.5).sub_(1.0)
         if flip is not None:
             flip = flip.to(self.device)

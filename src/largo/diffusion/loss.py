@@ -35,22 +35,28 @@ def min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
     raise LargoError(f"unknown prediction target {prediction!r}")
 
 
-def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig) -> Tensor:
+def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig,
+                   shard: tuple[int, int] = (0, 1)) -> Tensor:
     """Scalar float32 loss: batch mean of the (optionally min-SNR-weighted) per-sample MSE.
 
     Randomness comes from the GLOBAL torch RNG on x0's device, in this order: t ~ U{0..T-1}, noise ~ N(0, I),
     then (if p_uncond > 0) the label-dropout mask; so restoring the RNG states reproduces a step exactly.
     Dropped labels become the null class `net.num_classes`.
+
+    `shard=(rank, world)`: x0 is this rank's slice [rank::world] of a global batch; every rank draws the
+    randomness of the whole global batch and keeps its slice, so W processes see exactly what one would.
     """
     check_prediction(cfg.prediction)
     if schedule.num_timesteps != cfg.timesteps:
         raise LargoError(f"schedule has {schedule.num_timesteps} steps but the config says {cfg.timesteps}")
     b, device = x0.shape[0], x0.device
-    t = torch.randint(0, schedule.num_timesteps, (b,), device=device)
-    noise = torch.randn_like(x0)
+    rank, world = shard
+    n = b * world
+    t = torch.randint(0, schedule.num_timesteps, (n,), device=device)[rank::world]
+    noise = torch.randn((n, *x0.shape[1:]), device=device, dtype=x0.dtype)[rank::world]
     y = y.to(device=device, dtype=torch.int64)
     if cfg.p_uncond > 0:
-        drop = torch.rand(b, device=device) < cfg.p_uncond
+        drop = (torch.rand(n, device=device) < cfg.p_uncond)[rank::world]
         y = torch.where(drop, torch.full_like(y, model_num_classes(net)), y)
 
     x_t = schedule.q_sample(x0, t, noise)

@@ -10,8 +10,10 @@ atomically afterwards, so a crash at any moment leaves the previous checkpoint u
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from torch import nn
 import largo
 from largo.config import RunConfig
 from largo.errors import LargoError
-from largo.io import atomic_write, atomic_write_json, atomic_write_text
+from largo.io import WriteError, _fsync_dir, atomic_write, atomic_write_json, atomic_write_text
 from largo.paths import REPO_ROOT
 
 FORMAT_VERSION = 1
@@ -39,45 +41,118 @@ def _contiguous_state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any],
                     cfg: RunConfig, keep: int, class_names: list[str]) -> Path:
+    """Write `checkpoints/step_XXXXXXXX/` completely (temporary folder, fsync), then publish it.
+
+    A new step's folder appears by one rename and `latest` is replaced atomically afterwards. Re-saving the step
+    `latest` already names (a run that ends on a checkpoint step, SIGTERM right after a periodic save) swaps
+    the files one atomic rename at a time, so `latest` never names a missing or partial folder. A failed write
+    (disk full) removes the partial copy and raises a one-line `WriteError`; earlier checkpoints are untouched.
+    """
     ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     final = ckpt_root / name
     tmp = ckpt_root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(_contiguous_state(net), str(tmp / "model.safetensors"))
-    save_file(_contiguous_state(ema_net), str(tmp / "ema.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    meta = {"format_version": FORMAT_VERSION, "largo_version": largo.__version__, "step": step,
-            "prediction": cfg.diffusion.prediction, "time": time.time(), "class_names": class_names, "config": cfg.to_dict()}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    if final.exists():  # re-saving the same step (e.g. SIGTERM right after a periodic save)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    atomic_write_text(ckpt_root / "latest", name + "\n")
+    try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_checkpoint_files(tmp, step, net, ema_net, state, cfg, class_names)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.is_dir() and latest_checkpoint(run_dir) == final:
+            for f in CHECKPOINT_FILES:  # every file stays present; each is the old or the new copy
+                os.replace(tmp / f, final / f)
+            _fsync_dir(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            if final.exists():  # not what a resume would load (killed before `latest` was updated)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync_dir(ckpt_root)
+        atomic_write_text(ckpt_root / "latest", name + "\n")
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(run_dir)
+        note = f"; the last complete checkpoint {previous} is intact" if previous else ""
+        raise WriteError(final, e, note) from e
     _prune(ckpt_root, keep, protect=name)
     return final
 
 
+CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt", "meta.json")
+
+
+def _write_checkpoint_files(folder: Path, step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any],
+                            cfg: RunConfig, class_names: list[str]) -> None:
+    try:
+        save_file(_contiguous_state(net), str(folder / "model.safetensors"))
+        save_file(_contiguous_state(ema_net), str(folder / "ema.safetensors"))
+        torch.save(state, folder / "state.pt")
+    except OSError:
+        raise
+    except (SafetensorError, RuntimeError) as e:  # both wrap a failed write (disk full) in their own type
+        raise OSError(_errno_of(e), str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+    meta = {"format_version": FORMAT_VERSION, "largo_version": largo.__version__, "step": step,
+            "prediction": cfg.diffusion.prediction, "time": time.time(), "class_names": class_names,
+            "config": cfg.to_dict()}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def _errno_of(e: BaseException) -> int:
+    text = str(e).lower()
+    if "no space" in text:
+        return errno.ENOSPC
+    if "too large" in text:
+        return errno.EFBIG
+    return errno.EIO
+
+
+def _step_of(name: str) -> int | None:
+    m = _STEP_NAME.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+_STEP_NAME = re.compile(r"step_(\d{8,})")
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "meta.json").is_file()  # a step folder only ever appears complete (see save_checkpoint)
+
+
 def _prune(ckpt_root: Path, keep: int, protect: str) -> None:
-    done = sorted(p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith("step_"))
-    for old in done[:-keep]:
+    done = sorted((p for p in ckpt_root.iterdir() if p.is_dir() and _step_of(p.name) is not None),
+                  key=lambda p: _step_of(p.name))
+    for old in done[:-keep] if keep > 0 else []:
         if old.name != protect:
             shutil.rmtree(old, ignore_errors=True)
     for stale in ckpt_root.glob(".step_*.tmp-*"):  # left by a crash mid-write
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
+def _pointer_name(ckpt_root: Path) -> str | None:
+    """The folder name in `checkpoints/latest`, or None when the pointer is missing or is not a step name."""
+    try:
+        name = (ckpt_root / "latest").read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if (path / "meta.json").exists() else None
+    return name if _step_of(name) is not None else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `latest` names; if the pointer is missing or damaged, the newest complete step folder."""
+    ckpt_root = Path(run_dir) / "checkpoints"
+    if not ckpt_root.is_dir():
+        return None
+    name = _pointer_name(ckpt_root)
+    if name is not None and _complete(ckpt_root / name):
+        return ckpt_root / name
+    try:
+        candidates = [p for p in ckpt_root.iterdir() if _step_of(p.name) is not None and _complete(p)]
+    except OSError:
+        return None
+    return max(candidates, key=lambda p: _step_of(p.name)) if candidates else None
 
 
 def read_meta(ckpt: Path) -> dict[str, Any]:
@@ -85,12 +160,19 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
         meta = json.loads((ckpt / "meta.json").read_text())
     except FileNotFoundError:
         raise LargoError(f"{ckpt} is not a largo checkpoint (no meta.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         raise LargoError(f"checkpoint metadata {ckpt / 'meta.json'} is corrupt") from None
+    except OSError as e:
+        raise LargoError(f"cannot read checkpoint metadata {ckpt / 'meta.json'}: {e.strerror or e}") from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         raise LargoError(f"checkpoint {ckpt} has format version {version!r}; this largo reads version "
                          f"{FORMAT_VERSION}")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("step"), int):
+        raise LargoError(f"checkpoint metadata {ckpt / 'meta.json'} is corrupt (no config or step)")
+    if meta.get("class_names") is not None and not (
+            isinstance(meta["class_names"], list) and all(isinstance(c, str) for c in meta["class_names"])):
+        raise LargoError(f"checkpoint metadata {ckpt / 'meta.json'} is corrupt (class_names)")
     return meta
 
 
@@ -114,14 +196,23 @@ def load_weights(net: nn.Module, path: Path) -> None:
     target.load_state_dict(state)
 
 
+STATE_KEYS = ("step", "optimizer", "ema_updates", "stream", "rng")
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
+    """Training state through `torch.load(weights_only=True)`: tensors and plain containers only, so a crafted
+    pickle (a `__reduce__` that runs code) is refused before anything executes."""
     try:
-        return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise LargoError(f"training state missing: {ckpt / 'state.pt'}") from None
     except Exception as e:  # UnpicklingError for payloads, RuntimeError/EOFError for truncation
         raise LargoError(f"training state {ckpt / 'state.pt'} is corrupt or unsafe "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise LargoError(f"training state {ckpt / 'state.pt'} is corrupt (missing {', '.join(missing)})")
+    return state
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -151,7 +242,12 @@ def load_for_sampling(path: str | Path, device: torch.device | str = "cpu", weig
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
-    cfg = RunConfig.from_dict(meta["config"])
+    try:
+        cfg = RunConfig.from_dict(meta["config"]).validate()
+    except LargoError as e:
+        raise LargoError(f"checkpoint {ckpt} has an unusable config ({e})") from None
+    if cfg.model.image_channels < 1:
+        raise LargoError(f"checkpoint {ckpt} records no image_channels in its config")
     net = build_unet(cfg.model, cfg.data.resolution)
     files = {"ema": "ema.safetensors", "online": "model.safetensors"}
     if weights not in files:

@@ -30,6 +30,7 @@ from largo.errors import LargoError
 from largo.io import atomic_write_text
 from largo.models import build_unet, count_parameters
 from largo.train.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
+from largo.train.distributed import all_reduce_mean, barrier, init_distributed, local_device, shutdown
 from largo.train.ema import EMA
 
 
@@ -97,7 +98,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         t, d = cfg.train, cfg.data
-        self.device = resolve_device(t.device)
+        self.dist = init_distributed(resolve_device(t.device))
+        self.device = local_device(resolve_device(t.device), self.dist)
+        if t.batch_size % self.dist.world:
+            raise LargoError(f"batch_size {t.batch_size} is not divisible by the {self.dist.world} processes "
+                             f"(batch_size is the global batch)")
         self.amp_dtype = resolve_precision(t.precision, self.device)
         data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
                            bad_images=d.bad_images, split_seed=d.split_seed)
@@ -118,15 +123,23 @@ class Trainer:
         self.schedule = NoiseSchedule.make(cfg.diffusion.schedule, cfg.diffusion.timesteps,
                                            cfg.diffusion.zero_terminal_snr)
         self.stream = BatchStream(data, t.batch_size, balanced=d.balanced, hflip=d.hflip, seed=t.seed,
-                                  device=self.device)
+                                  device=self.device, shard=self.dist.shard)
         self.step = 0
         self.bad_steps_total = 0
-        self.model_fn = torch.compile(self.net) if t.compile else self.net
+        train_net: torch.nn.Module = self.net
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_net = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                else None)
+        self.train_net = train_net
+        self.model_fn = torch.compile(train_net) if t.compile else train_net
         self.stop_requested = False
         if resume:
             self._resume()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(self.run_dir, cfg)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir, cfg)
 
     @property
     def total_steps(self) -> int:
@@ -148,7 +161,9 @@ class Trainer:
                 "stream": self.stream.state_dict(), "rng": rng_state(), "bad_steps_total": self.bad_steps_total,
                 "scaler": self.scaler.state_dict() if self.scaler else None}
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg,
                                self.cfg.train.keep, self.class_names)
 
@@ -178,38 +193,45 @@ class Trainer:
     def _truncate_log(self, step: int) -> None:
         """Drop log lines written after the checkpoint we resume from, so curves have no repeated steps."""
         log = self.run_dir / "log.jsonl"
-        if log.exists():
+        if log.exists() and self.dist.is_main:
             lines = [ln for ln in log.read_text().splitlines() if ln.strip() and _log_step(ln) <= step]
             atomic_write_text(log, "".join(ln + "\n" for ln in lines))
 
     # -- one optimizer step --------------------------------------------------------------------------
-    def train_step(self) -> tuple[float, float] | None:
-        """One optimizer step over `grad_accum` micro-batches. Returns (loss, grad_norm), or None when the
-        step was skipped because the loss or a gradient was not finite."""
+    def train_step(self, stop: bool = False) -> tuple[float, float, bool]:
+        """One optimizer step over `grad_accum` micro-batches. Returns (loss, grad_norm, stop), where loss or
+        grad_norm is not finite when the step was skipped, and stop says whether any process asked to stop."""
         t = self.cfg.train
         self.net.train()
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
-        for _ in range(t.grad_accum):
+        for micro in range(t.grad_accum):
             x, y = self.stream.next()
             if t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.amp_dtype):
-                loss = diffusion_loss(self.model_fn, x, y, self.schedule, self.cfg.diffusion) / t.grad_accum
-            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            # DDP all-reduces gradients only on the last micro-batch.
+            sync = self.dist.enabled and micro < t.grad_accum - 1
+            with (self.train_net.no_sync() if sync else contextlib.nullcontext()):
+                with autocast(self.device, self.amp_dtype):
+                    loss = diffusion_loss(self.model_fn, x, y, self.schedule, self.cfg.diffusion,
+                                          shard=self.dist.shard) / t.grad_accum
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach().float()
         if self.scaler:
             self.scaler.unscale_(self.opt)
         max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
-        loss_value, norm_value = torch.stack([total, norm.float()]).tolist()  # one host sync per step
+        # One host sync per step; with DDP the same all-reduce averages the loss and agrees on stopping.
+        stats = torch.stack([total, norm.float(), torch.tensor(float(stop), device=self.device)])
+        loss_value, norm_value, stop_value = all_reduce_mean(stats, self.dist).tolist()
+        stop = stop_value > 0
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             self.opt.zero_grad(set_to_none=True)
             if self.scaler:
                 self.scaler.update()
-            return None
+            return loss_value, norm_value, stop
         if self.scaler:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -217,32 +239,28 @@ class Trainer:
             self.opt.step()
         self.ema.update(self.net)
         self.step += 1
-        return loss_value, norm_value
+        return loss_value, norm_value, stop
 
     # -- the run -------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         t = self.cfg.train
         total = self.total_steps
+        main = self.dist.is_main
         start_time = time.time()
         deadline = start_time + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
-        writer = _tensorboard(self.run_dir)
-        log_file = open(self.run_dir / "log.jsonl", "a")
+        writer = _tensorboard(self.run_dir) if main else None
+        log_file = open(self.run_dir / "log.jsonl", "a") if main else None
         handlers = _install_signal_handlers(self)
         consecutive_bad = 0
         window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
         images_per_step = t.batch_size * t.grad_accum
         stop_reason = "steps"
-        bar = _progress(total, self.step, self.progress)
+        bar = _progress(total, self.step, self.progress and main)
         try:
             while self.step < total:
-                if self.stop_requested:
-                    stop_reason = "signal"
-                    break
-                if time.time() >= deadline:
-                    stop_reason = "time budget"
-                    break
-                result = self.train_step()
-                if result is None:
+                out_of_time = time.time() >= deadline
+                loss, grad_norm, stop = self.train_step(stop=self.stop_requested or out_of_time)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     consecutive_bad += 1
                     self.bad_steps_total += 1
                     _write_log(log_file, {"step": self.step, "event": "skipped non-finite step",
@@ -251,16 +269,16 @@ class Trainer:
                         raise LargoError(f"stopped: {consecutive_bad} consecutive steps had a non-finite loss or "
                                          f"gradient (lower --lr?); the last good checkpoint is kept in "
                                          f"{self.run_dir / 'checkpoints'}")
-                    continue
-                consecutive_bad = 0
-                window_loss += result[0]
-                window_n += 1
-                bar.update(1)
-                if self.step % t.log_every == 0 or self.step == total:
+                else:
+                    consecutive_bad = 0
+                    window_loss += loss
+                    window_n += 1
+                    bar.update(1)
+                if window_n and (self.step % t.log_every == 0 or self.step == total or stop):
                     elapsed = time.time() - window_t0
                     record = {"step": self.step, "epoch": round(self.stream.epoch_fraction, 4),
                               "loss": window_loss / window_n, "lr": self.lr_at(self.step - 1),
-                              "grad_norm": result[1],
+                              "grad_norm": grad_norm,
                               "images_per_s": (self.step - window_step0) * images_per_step / max(elapsed, 1e-9),
                               "peak_mem_mb": round(peak_memory_mb(self.device), 1),
                               "ema_decay": self.ema.current_decay(), "time": time.time()}
@@ -270,21 +288,27 @@ class Trainer:
                         for k in ("loss", "lr", "grad_norm", "images_per_s"):
                             writer.add_scalar(f"train/{k}", record[k], self.step)
                     window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
+                if stop:
+                    stop_reason = "time budget" if out_of_time and not self.stop_requested else "signal"
+                    break
                 if self.step % t.checkpoint_every == 0:
                     self.save()
-                if t.sample_every and self.step % t.sample_every == 0:
+                if t.sample_every and self.step % t.sample_every == 0 and main:
                     self.sample_grid(writer)
         finally:
             bar.close()
-            log_file.close()
+            if log_file:
+                log_file.close()
             _restore_signal_handlers(handlers)
         ckpt = self.save()
-        grid = self.sample_grid(writer)
+        grid = self.sample_grid(writer) if main else None
         if writer:
             writer.close()
+        barrier(self.dist)  # the other ranks wait for rank 0's checkpoint and grid (30-min timeout)
+        shutdown(self.dist)
         return {"step": self.step, "stop_reason": stop_reason, "checkpoint": str(ckpt), "grid": str(grid),
                 "minutes": (time.time() - start_time) / 60, "bad_steps": self.bad_steps_total,
-                "parameters": count_parameters(self.net)}
+                "parameters": count_parameters(self.net), "rank": self.dist.rank}
 
     def sample_grid(self, writer: Any = None) -> Path:
         from largo.generate import class_grid
@@ -308,6 +332,8 @@ def _log_step(line: str) -> int:
 
 
 def _write_log(f: Any, record: dict[str, Any]) -> None:
+    if f is None:  # not rank 0
+        return
     f.write(json.dumps(record) + "\n")
     f.flush()
 
