@@ -10,7 +10,7 @@ atomically afterwards, so a crash at any moment leaves the previous checkpoint u
 
 from __future__ import annotations
 
-import errno
+import io
 import json
 import os
 import re
@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 import largo
@@ -56,10 +57,8 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
         ckpt_root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        _write_checkpoint_files(tmp, step, net, ema_net, state, cfg, class_names)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        for f, data in _checkpoint_bytes(step, net, ema_net, state, cfg, class_names).items():
+            _write_synced(tmp / f, data)
         _fsync_dir(tmp)
         if final.is_dir() and latest_checkpoint(run_dir) == final:
             for f in CHECKPOINT_FILES:  # every file stays present; each is the old or the new copy
@@ -84,29 +83,29 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
 CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt", "meta.json")
 
 
-def _write_checkpoint_files(folder: Path, step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any],
-                            cfg: RunConfig, class_names: list[str]) -> None:
-    try:
-        save_file(_contiguous_state(net), str(folder / "model.safetensors"))
-        save_file(_contiguous_state(ema_net), str(folder / "ema.safetensors"))
-        torch.save(state, folder / "state.pt")
-    except OSError:
-        raise
-    except (SafetensorError, RuntimeError) as e:  # both wrap a failed write (disk full) in their own type
-        raise OSError(_errno_of(e), str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+def _checkpoint_bytes(step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any], cfg: RunConfig,
+                      class_names: list[str]) -> dict[str, bytes]:
+    """Serialise in memory, so a failed write is a plain OSError with its errno (torch.save and safetensors
+    report a full disk as cryptic RuntimeError / SafetensorError messages)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     meta = {"format_version": FORMAT_VERSION, "largo_version": largo.__version__, "step": step,
             "prediction": cfg.diffusion.prediction, "time": time.time(), "class_names": class_names,
             "config": cfg.to_dict()}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+    return {"model.safetensors": save_safetensors(_contiguous_state(net)),
+            "ema.safetensors": save_safetensors(_contiguous_state(ema_net)),
+            "state.pt": buffer.getvalue(),
+            "meta.json": json.dumps(meta, indent=2).encode()}
 
 
-def _errno_of(e: BaseException) -> int:
-    text = str(e).lower()
-    if "no space" in text:
-        return errno.ENOSPC
-    if "too large" in text:
-        return errno.EFBIG
-    return errno.EIO
+def _write_synced(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise WriteError(path, e) from e
 
 
 def _step_of(name: str) -> int | None:
