@@ -23,3 +23,20 @@ def data_root() -> Path:
     if not (SHARED_DATA / "FashionMNIST").is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Tiny convolutions run far faster on one thread, and much slower with threads fighting over busy cores;
+    subprocesses the tests start inherit the same setting."""
+    import torch
+
+    old_threads, old_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(old_threads)
+    if old_env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = old_env

@@ -24,7 +24,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None, *,
                     sampler: str | None = None, steps: int | None = None, eta: float | None = None,
                     cfg_scale: float | None = None, spacing: str | None = None,
-                    cfg_interval: tuple[int, int] | None = None, batch_size: int = 64,
+                    cfg_interval: tuple[int, int] | None = None, clip_x0: bool | None = None, batch_size: int = 64,
                     device: torch.device | str | None = None, progress: bool = False,
                     dist_info: DistInfo | None = None) -> torch.Tensor:
     """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
@@ -38,7 +38,7 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
         mine = list(range(dist_info.rank, len(labels), dist_info.world))
         local = generate_images(net, cfg, labels[mine], [seeds[i] for i in mine], sampler=sampler, steps=steps,
                                 eta=eta, cfg_scale=cfg_scale, spacing=spacing, cfg_interval=cfg_interval,
-                                batch_size=batch_size, device=device, progress=progress and dist_info.is_main)
+                                clip_x0=clip_x0, batch_size=batch_size, device=device, progress=progress and dist_info.is_main)
         parts: list = [None] * dist_info.world
         dist.all_gather_object(parts, (mine, local))
         out = torch.empty((len(labels), *local.shape[1:]), dtype=torch.uint8)
@@ -63,7 +63,7 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
             x = sample(denoiser, (len(y), *shape_chw), y, sampler=sampler or s.sampler,
                        steps=steps or s.sample_steps, eta=s.eta if eta is None else eta,
                        spacing=spacing or s.spacing, seeds=seeds[i:i + batch_size], device=device,
-                       progress=progress)
+                       progress=progress, clip_x0=s.clip_x0 if clip_x0 is None else clip_x0)
         out.append(to_uint8(x).cpu())
     return torch.cat(out)
 

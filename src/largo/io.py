@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,10 @@ class WriteError(LargoError, OSError):
         return str(self.strerror)
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)`, fsync it, then rename over `path` (same folder, so the rename is atomic)."""
     path = Path(path)
@@ -43,11 +48,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would have
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and not isinstance(e, WriteError):
             raise WriteError(path, e) from e
+        # Writers in Rust (safetensors' save_file) report a full disk as "... (os error 28)" in their own type.
+        found = re.search(r"\(os error (\d+)\)", str(e)) if isinstance(e, Exception) else None
+        if found:
+            code = int(found.group(1))
+            raise WriteError(path, OSError(code, os.strerror(code))) from e
         raise
     _fsync_dir(path.parent)
 

@@ -6,17 +6,30 @@ User mistakes raise `LargoError` anywhere below; here they become one line on st
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from typing import NoReturn
 
 from largo.errors import LargoError
+
+# A full disk, a quota, a read-only folder: the machine, not a bug, so one line instead of a traceback.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with largo's one-line errors (argparse prints the whole usage block before its message)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"largo: error: {message} (see: {self.prog} --help)\n")
+
 
 # Subcommand modules (largo.cli.<name>); each defines register(subparsers) and sets `func` on its parser.
 COMMANDS = ("demo", "train", "sample", "eval", "classifier", "viz", "report", "sweep", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="largo", description="Class-conditional diffusion models.")
+    parser = Parser(prog="largo", description="Class-conditional diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -40,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except LargoError as e:
         print(f"largo: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"largo: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("largo: interrupted", file=sys.stderr)
         return 130

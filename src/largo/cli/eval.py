@@ -12,6 +12,12 @@ from pathlib import Path
 from largo.config import SAMPLERS, SPACINGS
 
 
+def _parse_bool(text: str) -> bool:
+    from largo.config import _parse_bool as parse
+
+    return parse(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a run's samples or a folder of images (FID, KID, IS, classifier metrics)",
                        description="Evaluate generated images against a dataset's real images. Either RUN_DIR "
@@ -29,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("--steps", type=int, help="sampling steps")
     smp.add_argument("--cfg", type=float, help="guidance scale w (1 = no guidance)")
     smp.add_argument("--eta", type=float, help="DDIM η")
+    smp.add_argument("--clip-x0", type=_parse_bool, default=None, metavar="BOOL",
+                     help="clip x0 estimates to [-1, 1] (default: the run's sample config)")
     smp.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
     smp.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (also seeds KID subsets)")
     smp.add_argument("--weights", choices=("ema", "online"), default="ema")
@@ -121,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         sampler, steps = args.sampler or s.sampler, args.steps or s.sample_steps
         cfg_scale = s.cfg if args.cfg is None else args.cfg
         eta = s.eta if args.eta is None else args.eta
+        clip_x0 = s.clip_x0 if args.clip_x0 is None else args.clip_x0
         spacing = args.spacing or s.spacing
         if not 1 <= steps <= cfg.diffusion.timesteps:
             raise LargoError(f"--steps must be in [1, {cfg.diffusion.timesteps}]")
@@ -139,11 +148,12 @@ def run(args: argparse.Namespace) -> int:
               f"{spacing}) on {device}", flush=True)
         images = generate_images(net, cfg, labels if labels is not None else torch.zeros(args.n, dtype=torch.long),
                                  seeds, sampler=sampler, steps=steps, eta=eta, cfg_scale=cfg_scale, spacing=spacing,
+                                 clip_x0=clip_x0,
                                  batch_size=args.batch_size, device=device, progress=True, dist_info=dist_info)
         run_root = _run_root(Path(args.run_dir), ckpt)
         meta = read_meta(ckpt)
         source = {"kind": "run", "run_dir": str(run_root), "checkpoint": str(ckpt), "step": meta.get("step"),
-                  "weights": args.weights, "sampler": sampler, "steps": steps, "cfg": cfg_scale, "eta": eta,
+                  "weights": args.weights, "sampler": sampler, "steps": steps, "cfg": cfg_scale, "eta": eta, "clip_x0": clip_x0,
                   "spacing": spacing, "seed": args.seed, "n": args.n, "batch_size": args.batch_size,
                   "classes": "cycled 0..K-1" if k else "unconditional"}
         name = args.name or (f"{ckpt.name}-{sampler}-{steps}steps-cfg{_num(cfg_scale)}-eta{_num(eta)}-"

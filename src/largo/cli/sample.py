@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eta", type=float, help="DDIM η (0 = deterministic)")
     p.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
     p.add_argument("--cfg", type=float, help="guidance scale w (1 = no guidance)")
+    p.add_argument("--clip-x0", type=lambda v: _bool(v), default=None, metavar="BOOL",
+                   help="clip x0 estimates to [-1, 1] (default: the run's sample config)")
     p.add_argument("--cfg-interval", default="", metavar="LO,HI", help="guide only for timesteps in [LO, HI]")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i")
     p.add_argument("--weights", choices=("ema", "online"), default="ema")
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     labels = torch.tensor([c for c in classes for _ in range(args.n)], dtype=torch.long)
     seeds = [args.seed + i for i in range(len(labels))]
     images = generate_images(net, cfg, labels, seeds, sampler=sampler, steps=steps, eta=eta, cfg_scale=cfg_scale,
-                             spacing=args.spacing, cfg_interval=interval, batch_size=args.batch_size,
+                             spacing=args.spacing, cfg_interval=interval, clip_x0=args.clip_x0,
+                             batch_size=args.batch_size,
                              device=device, progress=True)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path("samples")
     out = args.out or run_dir / "samples" / f"{sampler}-{steps}-cfg{cfg_scale:g}-seed{args.seed}"
@@ -95,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
     labelled_grid(images, args.n, [class_names[c] for c in classes]).save(out / "grid.png")
     print(f"largo: {len(images)} images ({sampler}, {steps} steps, cfg {cfg_scale:g}) → {out / 'grid.png'}")
     return 0
+
+
+def _bool(text: str) -> bool:
+    from largo.config import _parse_bool
+
+    return _parse_bool(text)
 
 
 def _parse_interval(text: str) -> tuple[int, int] | None:

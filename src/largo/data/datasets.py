@@ -149,7 +149,11 @@ def _decode(name: str, root: Path, source: Path | None, resolution: int, downloa
     return _decode_tensor_dataset(name, root, resolution, download)
 
 
-def _missing(name: str, root: Path, expected: str) -> LargoError:
+def _missing(name: str, root: Path, expected: str, cause: BaseException | None = None) -> LargoError:
+    reason = str(cause).splitlines()[0][:120] if cause is not None and str(cause) else ""
+    if cause is not None and not isinstance(cause, FileNotFoundError) and "not found" not in reason.lower():
+        return LargoError(f"{name} under {root} is unreadable ({type(cause).__name__}: {reason}); expected "
+                          f"{expected} (re-download it, or pass another --data-root)")
     return LargoError(f"{name} not found under {root}: expected {expected} "
                       f"(pass --data-root, or --download true where a network is available)")
 
@@ -168,8 +172,8 @@ def _decode_tensor_dataset(name: str, root: Path, resolution: int, download: boo
             data = torch.as_tensor(np.asarray(ds.data))
             data = data.permute(0, 3, 1, 2) if data.ndim == 4 else data.unsqueeze(1)  # CIFAR is NHWC
             parts.append((data.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long), list(ds.classes)))
-    except (RuntimeError, FileNotFoundError, EOFError, ValueError) as e:
-        raise _missing(name, root, expected) from e
+    except (RuntimeError, FileNotFoundError, EOFError, ValueError, OSError, IndexError) as e:
+        raise _missing(name, root, expected, e) from e
     images = torch.cat([p[0] for p in parts])  # official train first, then test (see _select_split)
     labels = torch.cat([p[1] for p in parts])
     return ImageSet(_resize_tensor(images, resolution), labels, _clean_names(parts[0][2]))

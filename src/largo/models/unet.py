@@ -65,12 +65,16 @@ class AttentionBlock(nn.Module):
         self.proj = _zero(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The 1×1 convs run as matmuls on (B, HW, C) tokens (same weights, a view of the conv kernels), so q, k, v
+        # come out with head_dim contiguous: SDPA's fused (flash) CPU kernel needs that and otherwise falls back
+        # to the slow math path; this halves the attention block's fwd+bwd time at 16×16 on the CPU.
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
-        return x + self.proj(out)
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)
+        q, k, v = qkv.unflatten(-1, (3, self.num_heads, c // self.num_heads)).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, head_dim)
+        out = F.linear(out.transpose(1, 2).flatten(2), self.proj.weight.flatten(1), self.proj.bias)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
 class Downsample(nn.Module):

@@ -4,8 +4,10 @@ Layout of a run directory:
     config.json                  the resolved RunConfig
     checkpoints/step_00001000/   model.safetensors, ema.safetensors, state.pt, meta.json
     checkpoints/latest           the name of the newest complete checkpoint folder
-A checkpoint folder is written under a temporary name and renamed when complete, and `latest` is replaced
-atomically afterwards, so a crash at any moment leaves the previous checkpoint usable.
+A checkpoint folder is written under a temporary name (every file fsynced) and renamed when complete, and
+`latest` is replaced atomically afterwards, so a crash at any moment leaves the previous checkpoint usable.
+Re-saving the step `latest` names swaps the files one rename at a time, so `latest` never dangles; a missing
+or damaged pointer falls back to the newest complete folder. `--keep N` keeps the newest N folders.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -104,8 +109,8 @@ def _write_synced(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except OSError as e:
-        raise WriteError(path, e) from e
+    except OSError as e:  # named by save_checkpoint after the final folder, not this temporary one
+        raise OSError(e.errno, f"{e.strerror or e} (writing {path.name})") from e
 
 
 def _step_of(name: str) -> int | None:
@@ -201,17 +206,49 @@ STATE_KEYS = ("step", "optimizer", "ema_updates", "stream", "rng")
 def load_state(ckpt: Path) -> dict[str, Any]:
     """Training state through `torch.load(weights_only=True)`: tensors and plain containers only, so a crafted
     pickle (a `__reduce__` that runs code) is refused before anything executes."""
+    path = ckpt / "state.pt"
     try:
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise LargoError(f"training state missing: {ckpt / 'state.pt'}") from None
-    except Exception as e:  # UnpicklingError for payloads, RuntimeError/EOFError for truncation
-        raise LargoError(f"training state {ckpt / 'state.pt'} is corrupt or unsafe "
+        raise LargoError(f"training state missing: {path}") from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n\n|$)", str(e), re.S)
+        detail = " ".join(found.group(1).split())[:100] if found else str(e).splitlines()[0][:100]
+        raise LargoError(f"training state {path} refused: it holds pickled objects other than tensors and plain "
+                         f"containers ({detail}); nothing in it was run") from None
+    except Exception as e:  # RuntimeError/EOFError/… for truncated or garbage files
+        raise LargoError(f"training state {path} is corrupt or unsafe "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
     missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
     if missing:
-        raise LargoError(f"training state {ckpt / 'state.pt'} is corrupt (missing {', '.join(missing)})")
+        raise LargoError(f"training state {path} is corrupt (missing {', '.join(missing)})")
+    _check_optimizer_fits_weights(state, ckpt)
     return state
+
+
+def _check_optimizer_fits_weights(state: dict[str, Any], ckpt: Path) -> None:
+    """AdamW moments must have the shapes of the weights saved beside them: a state.pt from another run with
+    the same number of tensors would otherwise load and fail at the first optimizer step."""
+    opt = state.get("optimizer")
+    per_param = opt.get("state") if isinstance(opt, dict) else None
+    if not isinstance(per_param, dict):
+        return  # the trainer reports a malformed optimizer state when it loads it
+    try:
+        with safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+            weights = Counter(tuple(f.get_slice(k).get_shape()) for k in f.keys())
+    except Exception:
+        return  # unreadable weights are reported by load_weights
+    moments = Counter()
+    for entry in per_param.values():
+        if isinstance(entry, dict) and torch.is_tensor(entry.get("exp_avg")):
+            moments[tuple(entry["exp_avg"].shape)] += 1
+    extra = moments - weights
+    if extra:
+        shape = next(iter(extra))
+        raise LargoError(f"training state {ckpt / 'state.pt'} does not belong to the weights beside it: its "
+                         f"optimizer holds a tensor of shape {shape}, which no weight in model.safetensors has")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

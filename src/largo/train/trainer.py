@@ -324,11 +324,12 @@ class Trainer:
         return path
 
 
-def _log_step(line: str) -> int:
+def _log_step(line: str) -> int | float:
+    """A record's step; a line cut short by a crash counts as "after any checkpoint", so resume drops it."""
     try:
         return int(json.loads(line).get("step", 0))
     except (json.JSONDecodeError, AttributeError, ValueError, TypeError):
-        return 0
+        return math.inf
 
 
 def _write_log(f: Any, record: dict[str, Any]) -> None:
