@@ -13,7 +13,9 @@ DDIM run of `--sample-steps` steps is timed after a one-step warm-up; since ever
 images/s at the preset's own step count (e.g. 50) is the measured time per step × that count, shown beside.
 
 The absolute numbers depend on everything else running on the machine; compare settings only within one run of
-this script (and see benchmarks/unet_vs_diffusers.py for an interleaved A/B comparison).
+this script (and see benchmarks/unet_vs_diffusers.py for an interleaved A/B comparison). On a CPU shared with
+other jobs, `--threads 1` (or OMP_WAIT_POLICY=PASSIVE) avoids OpenMP threads spinning against each other, which
+can make small models several times slower; see docs/SPEED.md.
 """
 
 from __future__ import annotations

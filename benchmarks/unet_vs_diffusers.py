@@ -24,7 +24,8 @@ paired per-repetition ratio (diffusers' time / ours), and the same ratio of proc
 Only the ratio ours/diffusers measured in one run means anything on a shared or throttled machine; the absolute
 images/s move with whatever else runs. `--fast` (CUDA): ours with bf16 autocast + channels_last +
 torch.compile, diffusers as their training example runs it (fp32 eager; `--diffusers-bf16` autocasts theirs too).
-`--json PATH` appends one JSON line with every number.
+`--json PATH` appends one JSON line with every number. On a CPU shared with other jobs use `--threads 1` (or
+OMP_WAIT_POLICY=PASSIVE); results and commands are in docs/SPEED.md.
 """
 
 from __future__ import annotations
