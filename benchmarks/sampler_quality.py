@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the checkpoint's)")
     p.add_argument("--clip-x0", dest="clip_x0", action=argparse.BooleanOptionalAction, default=True,
                    help="clip x0 estimates to [-1, 1] (largo's sampling default; default on)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="network precision while sampling (bf16 on CPU: autocast, 1.8x faster with AMX)")
     p.add_argument("--note", default="", help="a scope note for the report (what was left out and why)")
     p.add_argument("--nfe", default="5,10,20,50,100")
     p.add_argument("--samplers", default=",".join(ALL_SAMPLERS))
@@ -57,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_grid(samplers: list[str], nfes: list[int], skip: set[tuple[str, int]], ddpm_1000: bool,
-               cfg: float | None, clip_x0: bool = True, extra: list[tuple[str, int]] = ()) -> list[dict]:
+               cfg: float | None, clip_x0: bool = True, extra: list[tuple[str, int]] = (),
+               precision: str = "auto") -> list[dict]:
     grid = []
     for s in samplers:
         steps = [k for k in nfes if (s, k) not in skip]
@@ -65,7 +68,7 @@ def build_grid(samplers: list[str], nfes: list[int], skip: set[tuple[str, int]],
             steps.append(1000)
         steps += [k for e, k in extra if e == s and k not in steps]
         if steps:
-            grid.append({"sampler": [s], "steps": steps, "clip_x0": [clip_x0],
+            grid.append({"sampler": [s], "steps": steps, "clip_x0": [clip_x0], "sample_precision": [precision],
                          **({"cfg": [cfg]} if cfg is not None else {})})
     return grid
 
@@ -193,7 +196,9 @@ def write_doc(spec, rows, samplers, floor, meta, args, doc: Path, plot_path: Pat
         f"{meta.get('prediction', '?')}-prediction, 32×32 Fashion-MNIST",
         f"- N = {spec.n} images per cell (class i mod 10, seed {spec.seed}+i: **the same initial noise in every cell**), "
         f"guidance w = {', '.join(f'{c:g}' for c in cfg_used)}, spacing trailing, DDIM η = 0, DDPM with the "
-        f"posterior variance β̃, x0 estimates clipped to [-1, 1]: {'yes' if args.clip_x0 else 'no'}",
+        f"posterior variance β̃, x0 estimates clipped to [-1, 1]: {'yes' if args.clip_x0 else 'no'}; network "
+        f"precision while sampling: {args.precision}" + (" (bf16 autocast; the sampler's own arithmetic stays "
+                                                         "fp32/fp64)" if args.precision == "bf16" else ""),
         f"- metrics: the shipped Fashion-MNIST classifier (`checkpoints/classifiers/fashion_mnist-32`): class "
         f"accuracy of the samples, FD between classifier features of the samples and of the real "
         f"{spec.ref_split} split ({meta.get('n_ref', '?')} images); KID/precision/recall are in the CSV",
@@ -265,7 +270,8 @@ def main(argv=None) -> None:
     skip = {(s.split(":")[0], int(s.split(":")[1])) for s in args.skip.split(",") if s}
     extra = [(s.split(":")[0], int(s.split(":")[1])) for s in args.extra.split(",") if s]
     spec = spec_from_dict({"checkpoint": args.ckpt_arg, "n": args.n, "seed": args.seed, "out": args.out,
-                           "grid": build_grid(samplers, nfes, skip, args.ddpm_1000, args.cfg, args.clip_x0, extra),
+                           "grid": build_grid(samplers, nfes, skip, args.ddpm_1000, args.cfg, args.clip_x0, extra,
+                                             args.precision),
                            "batch_size": args.batch_size, "device": args.device, "ref_split": "test",
                            "inception": False, "name": "Sampler quality per NFE"}, source=__file__)
     t0 = time.time()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, tiny_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,3 +40,17 @@ def _one_thread():
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = old_env
+
+
+@pytest.fixture(scope="session")
+def train_tiny(tmp_path_factory, data_root):
+    """train_tiny(name, **train_overrides) → the folder of a finished tiny run (a few steps of a tiny U-Net on
+    16×16 Fashion-MNIST), each call in a fresh folder so tests that write into a run don't meet."""
+    from largo.train.trainer import Trainer
+
+    def train(name: str = "run", **train_overrides) -> Path:
+        run = tmp_path_factory.mktemp(name)
+        Trainer(tiny_config(**train_overrides), run, progress=False).fit()
+        return run
+
+    return train

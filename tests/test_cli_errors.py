@@ -9,7 +9,10 @@ from helpers import tiny_config
 
 
 def _run(capsys, argv):
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors (bad choices) exit from inside parse_args
+        code = e.code
     err = capsys.readouterr().err.strip().splitlines()
     return code, err
 
@@ -44,9 +47,20 @@ def test_unknown_class_name_lists_close_matches(capsys, trained_run):
     assert code == 2 and len(err) == 1 and "unknown class 'trousers'; did you mean trouser" in err[0]
 
 
-def test_steps_out_of_range(capsys, trained_run):
-    code, err = _run(capsys, ["sample", str(trained_run), "--steps", "0"])
-    assert code == 2 and len(err) == 1
+@pytest.mark.parametrize("command", ["sample", "eval"])
+@pytest.mark.parametrize("flags,needle", [
+    (["--steps", "0"], "--steps must be in [1, 1000]"),
+    (["--steps", "1001"], "--steps must be in [1, 1000]"),
+    (["--eta", "-0.5"], "--eta must be >= 0"),
+    (["--cfg", "-1"], "--cfg must be >= 0"),
+    (["--cfg-interval", "9"], "--cfg-interval must be LO,HI"),
+    (["--precision", "fp8"], "invalid choice: 'fp8'"),
+    (["--sampler", "plms"], "invalid choice: 'plms'"),
+])
+def test_bad_sampling_flags_are_one_line_errors(capsys, trained_run, command, flags, needle):
+    """`largo sample` and `largo eval` share their sampling flags, so they refuse the same things alike."""
+    code, err = _run(capsys, [command, str(trained_run), "--n", "2", *flags])
+    assert code == 2 and len(err) == 1 and needle in err[0], err
 
 
 def test_existing_run_is_never_overwritten(capsys, trained_run):

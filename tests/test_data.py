@@ -1,3 +1,5 @@
+import dataclasses
+
 import torch
 
 from largo.data import BatchStream, load_images
@@ -56,3 +58,26 @@ def test_stream_resumes_exactly():
     b = BatchStream(data, 16, seed=3)
     b.load_state_dict(state)
     assert all(torch.equal(x, y) for x, y in zip(expected, [b.next()[0] for _ in range(5)]))
+
+
+def test_long_tailed_subset_follows_the_exponential_profile():
+    from largo.data import ImageSet, long_tailed
+    labels = torch.arange(1000) % 10  # 100 per class
+    data = ImageSet(torch.arange(1000, dtype=torch.int64).reshape(1000, 1, 1, 1).to(torch.uint8), labels,
+                    [str(c) for c in range(10)])
+    lt = long_tailed(data, 10.0, seed=0)
+    counts = torch.bincount(lt.labels, minlength=10).tolist()
+    assert counts == [round(100 * 10 ** (-c / 9)) for c in range(10)]  # 100, 77, 60, …, 10
+    assert counts[0] == 10 * counts[-1]
+    assert torch.equal(long_tailed(data, 10.0, seed=0).labels, lt.labels)  # seeded, so runs agree
+    assert long_tailed(data, 1.0) is data
+
+
+def test_imbalance_reaches_training(data_root, tmp_path):
+    from helpers import tiny_config
+    from largo.train.trainer import Trainer
+    cfg = tiny_config(steps=1)
+    cfg.data = dataclasses.replace(cfg.data, imbalance=20.0)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    counts = torch.bincount(trainer.stream.labels, minlength=10)
+    assert counts[0] == 6000 and counts[9] == 300

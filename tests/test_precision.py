@@ -17,16 +17,6 @@ from largo.models import build_unet
 from helpers import tiny_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these checks are about numerics, and on a 2-core machine shared with other jobs two
-    OpenMP threads can make a tiny step 20× slower (see docs/SPEED.md)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _net(channels_last: bool = False) -> torch.nn.Module:
     cfg = ModelConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(8,),
                       num_heads=2, image_channels=3, num_classes=5, dropout=0.0)
@@ -133,3 +123,32 @@ def test_fp16_on_cpu_is_a_one_line_error(tmp_path, capsys):
     assert code == 2
     assert len(err) == 1 and err[0].startswith("largo: error:") and "fp16" in err[0] and "CUDA" in err[0], err
     assert not run.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_sampling_run(train_tiny):
+    return train_tiny("precision-run", steps=2, checkpoint_every=2)
+
+
+def test_bf16_sampling_on_cpu_is_close_to_fp32(tiny_sampling_run):
+    """--precision bf16 runs the network under autocast (a real change: the images differ) but the sampler's
+    arithmetic stays fp32/fp64, so images stay within a few grey levels of the fp32 ones."""
+    from largo.generate import generate_images
+    from largo.train.checkpoint import load_for_sampling
+
+    net, cfg, _ = load_for_sampling(tiny_sampling_run)
+    labels = torch.arange(8) % 10
+    a = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="fp32").float()
+    b = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="bf16").float()
+    diff = (a - b).abs().mean().item()
+    assert 0 < diff < 6, diff
+
+
+def test_unknown_sample_precision_is_refused(tiny_sampling_run):
+    from largo.errors import LargoError
+    from largo.generate import generate_images
+    from largo.train.checkpoint import load_for_sampling
+
+    net, cfg, _ = load_for_sampling(tiny_sampling_run)
+    with pytest.raises(LargoError, match="sample_precision"):
+        generate_images(net, cfg, torch.zeros(1, dtype=torch.long), steps=2, precision="fp8")

@@ -10,12 +10,9 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 from PIL import Image
 
-from helpers import tiny_config
 from largo.cli import main
-from largo.train.trainer import Trainer
 from largo.viz.report import flatten
 
 METRICS = {  # a fake `largo eval` result, nested like the real ones
@@ -31,19 +28,9 @@ METRICS = {  # a fake `largo eval` result, nested like the real ones
 OTHER = {"variance_gap": -0.031415, "note": "a <b>markup</b> & ampersand"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two OpenMP threads on two busy shared cores spin-wait each other (~30× slower sampling here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, data_root):
-    run = tmp_path_factory.mktemp("report-run")
-    Trainer(tiny_config(), run, progress=False).fit()
+def report(train_tiny):
+    run = train_tiny("report-run")
     (run / "eval").mkdir()
     (run / "eval" / "ddim-4-cfg3.json").write_text(json.dumps(METRICS, indent=2))
     (run / "eval" / "nested").mkdir()

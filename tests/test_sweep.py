@@ -27,7 +27,7 @@ def _tiny32(**train):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_root):
     run_dir = tmp_path_factory.mktemp("sweep-run") / "run"
-    Trainer(_tiny32(steps=3, checkpoint_every=3), run_dir, progress=False).fit()
+    Trainer(_tiny32(steps=4, checkpoint_every=2, keep=2), run_dir, progress=False).fit()
     return run_dir
 
 
@@ -82,8 +82,23 @@ def test_two_cell_sweep_writes_table_and_resumes(tmp_path, tiny_run, capsys):
                                          "reuse": [str(out)],
                                          "grid": [{"sampler": ["ddim"], "steps": [3], "cfg": [2]},
                                                   {"sampler": ["euler"], "steps": [2], "eta": [0.5, 1]}]})
+    capsys.readouterr()
+    assert main(["sweep", str(other), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("reuse ") == 1
     got = run_sweep(load_spec(other), log=lambda *a: None)
     assert (got["reused"], got["computed"]) == (1, 1) and len(got["rows"]) == 2
+
+
+def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, tiny_run):
+    steps = [tiny_run / "checkpoints" / "step_00000002", tiny_run / "checkpoints" / "step_00000004"]
+    config = _write(tmp_path / "s.json", {"checkpoint": [str(s) for s in steps], **COMMON, "out": str(tmp_path / "o"),
+                                          "grid": {"sampler": ["ddim"], "steps": [2], "weights": ["ema", "online"],
+                                                   "sample_precision": ["bf16"]}})
+    got = run_sweep(load_spec(config), log=lambda *a: None)
+    names = sorted(r["cell"] for r in got["rows"])
+    assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}-clip-bf16" for s in (2, 4) for w in ("ema", "online")]
+    assert sorted({r["checkpoint_step"] for r in got["rows"]}) == [2, 4]
+    assert {r["sample_precision"] for r in got["rows"]} == {"bf16"}
 
 
 def test_train_grid_trains_each_setting_once(tmp_path, data_root):
@@ -113,6 +128,8 @@ BAD = [
     ("empty", {"out": "o", "checkpoint": "x", "grid": {"cfg": []}}, "empty"),
     ("grid key", {"out": "o", "checkpoint": "x", "grid": {"guidance": [1]}}, "unknown grid key"),
     ("n", {"out": "o", "checkpoint": "x", "n": 1}, '"n"'),
+    ("precision", {"out": "o", "checkpoint": "x", "grid": {"sample_precision": ["fp8"]}}, "sample_precision"),
+    ("checkpoint list", {"out": "o", "checkpoint": []}, '"checkpoint"'),
     ("eta", {"out": "o", "checkpoint": "x", "grid": {"eta": [2]}}, "eta"),
     ("train field", {"out": "o", "train_grid": {"shedule": ["cosine"]}}, "unknown train_grid field"),
     ("train value", {"out": "o", "train_grid": {"schedule": ["square"]}}, "unknown schedule"),

@@ -7,11 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import tiny_config
 from largo.cli import main
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
-from largo.train.trainer import Trainer
 from largo.viz.curves import CURVES_SIZE, read_log, smooth
 from largo.viz.forward import forward_process, forward_timesteps, pick_images
 from largo.viz.grid import LABEL_W, LINE_H, PAD, TITLE_H
@@ -25,20 +23,9 @@ def grid_size(cols, rows, header_lines=1, sections=1):
     return LABEL_W + cols * CELL + PAD, sections * (TITLE_H + header_lines * LINE_H + rows * CELL + PAD)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two OpenMP threads on two busy shared cores spin-wait each other (~30× slower sampling here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, data_root):
-    run = tmp_path_factory.mktemp("viz-run")
-    Trainer(tiny_config(), run, progress=False).fit()
-    return run
+def run(train_tiny):
+    return train_tiny("viz-run")
 
 
 def _png(path):

@@ -5,12 +5,14 @@ A sweep config is one JSON object::
     {"checkpoint": "runs/demo",            # run dir, checkpoint folder or released name (or "train_grid", below)
      "n": 1000, "seed": 0,                 # image i of every cell: class i % K, seed SEED + i
      "grid": {"sampler": ["ddim", "dpmpp2m"], "steps": [10, 20], "cfg": [3], "eta": [0],
-              "spacing": ["trailing"], "weights": ["ema", "online"], "clip_x0": [true]},
+              "spacing": ["trailing"], "weights": ["ema", "online"], "clip_x0": [true],
+              "sample_precision": ["auto"]},
      "out": "runs/sweeps/mine"}
 
 `grid` is a dict (its Cartesian product) or a list of such dicts (the union of their products, duplicates
 dropped), so "DDPM 1000 vs DDIM 250/50/20" is `[{"sampler": ["ddpm"], "steps": [1000]}, {"sampler": ["ddim"],
-"steps": [250, 50, 20]}]`. A key left out takes the checkpoint's `sample` config. `eta` only changes DDIM, so the
+"steps": [250, 50, 20]}]`. A key left out takes the checkpoint's `sample` config. A list of checkpoints (e.g. one run's
+checkpoints across training) runs the grid on each; its cells are named `step<N>__<cell>`. `eta` only changes DDIM, so the
 other samplers' cells are recorded with eta 0 (and not repeated).
 
 Training-setting sweeps replace `checkpoint` with `train_grid` (any config field → list of values),
@@ -46,15 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from largo.config import PRESETS, SAMPLERS, SECTIONS, SPACINGS, RunConfig, _coerce, _field_types, preset_config
+from largo.config import PRESETS, SAMPLE_PRECISIONS, SAMPLERS, SECTIONS, SPACINGS, RunConfig, _coerce, _field_types, preset_config
 from largo.errors import LargoError
 
 SWEEP_FORMAT = "largo-sweep-cell"
 SWEEP_VERSION = 1
-GRID_KEYS = ("sampler", "steps", "cfg", "eta", "spacing", "weights", "clip_x0")
+GRID_KEYS = ("sampler", "steps", "cfg", "eta", "spacing", "weights", "clip_x0", "sample_precision")
 WEIGHTS = ("ema", "online")
 TOP_KEYS = {
-    "checkpoint": "run dir, checkpoint folder or released checkpoint name",
+    "checkpoint": "run dir, checkpoint folder or released checkpoint name, or a list of them (cells named stepN__…)",
     "n": "images per cell (default 1000)",
     "seed": "image i uses seed SEED+i in every cell (default 0)",
     "grid": "sampling grid: {key: [values]} or a list of such objects",
@@ -78,8 +80,8 @@ TOP_KEYS = {
 
 # Table columns, in order; every column is written for every row ("" where it does not apply).
 BASE_COLUMNS = [
-    "cell", "checkpoint_step", "weights", "sampler", "steps", "nfe", "cfg", "eta", "spacing", "clip_x0", "n", "seed",
-    "class_acc", "fd_cls", "kid_cls", "precision", "recall", "cm_fd", "cm_kid", "var_ratio", "hist_tv",
+    "cell", "checkpoint_step", "weights", "sampler", "steps", "nfe", "cfg", "eta", "spacing", "clip_x0", "sample_precision", "n",
+    "seed", "class_acc", "fd_cls", "kid_cls", "precision", "recall", "cm_fd", "cm_kid", "var_ratio", "hist_tv",
     "fid", "kid_inception", "is",
     "s_per_img", "cpu_s_per_img", "gen_s", "peak_mem_mb", "mem_delta_mb", "mem_kind", "device", "eval_s",
 ]
@@ -91,7 +93,7 @@ TRAIN_COLUMNS = ["train_cell", "train_steps", "train_minutes"]
 class SweepSpec:
     out: Path
     grid: list[dict[str, list]]
-    checkpoint: str | None = None
+    checkpoint: str | list[str] | None = None  # a list: each checkpoint gets the whole grid (e.g. across training)
     n: int = 1000
     seed: int = 0
     train_grid: dict[str, list] = field(default_factory=dict)
@@ -146,6 +148,9 @@ def _check_grid_value(key: str, v: Any) -> Any:
     elif key == "clip_x0":
         if not isinstance(v, bool):
             _fail(f"grid clip_x0 must be true or false, got {v!r}")
+    elif key == "sample_precision":
+        if v not in SAMPLE_PRECISIONS:
+            _fail(f"unknown sample_precision {v!r} in grid; valid: {', '.join(SAMPLE_PRECISIONS)}")
     return v
 
 
@@ -225,8 +230,9 @@ def spec_from_dict(d: dict, source: str = "") -> SweepSpec:
     has_ckpt, has_train = d.get("checkpoint") is not None, d.get("train_grid") is not None
     if has_ckpt == has_train:
         _fail('give exactly one of "checkpoint" (sampling sweep) or "train_grid" (training sweep)')
-    if has_ckpt and not isinstance(d["checkpoint"], str):
-        _fail('"checkpoint" must be a path or a released checkpoint name')
+    if has_ckpt and not (isinstance(d["checkpoint"], str) or (
+            isinstance(d["checkpoint"], list) and d["checkpoint"] and all(isinstance(c, str) for c in d["checkpoint"]))):
+        _fail('"checkpoint" must be a path or a released checkpoint name, or a list of them')
     n, seed = d.get("n", 1000), d.get("seed", 0)
     if not _is_int(n) or n < 2:
         _fail(f'"n" must be an integer >= 2, got {n!r}')
@@ -311,7 +317,8 @@ def sampling_cells(spec: SweepSpec, defaults: Any) -> list[dict]:
     """The grid's cells with unset keys taken from `defaults` (a SampleConfig); de-duplicated, in grid order."""
     base = {"sampler": defaults.sampler, "steps": defaults.sample_steps, "cfg": float(defaults.cfg),
             "eta": float(defaults.eta), "spacing": defaults.spacing, "weights": "ema",
-            "clip_x0": bool(getattr(defaults, "clip_x0", False))}
+            "clip_x0": bool(getattr(defaults, "clip_x0", False)),
+            "sample_precision": getattr(defaults, "sample_precision", "auto")}
     cells, seen = [], set()
     for part in spec.grid:
         keys = list(part)
@@ -320,7 +327,8 @@ def sampling_cells(spec: SweepSpec, defaults: Any) -> list[dict]:
             if c["sampler"] != "ddim":
                 c["eta"] = 0.0  # only DDIM reads eta
             c["name"] = (f"{c['sampler']}-{c['steps']}-cfg{_num(c['cfg'])}-eta{_num(c['eta'])}-{c['spacing']}-"
-                         f"{c['weights']}" + ("-clip" if c["clip_x0"] else ""))
+                         f"{c['weights']}" + ("-clip" if c["clip_x0"] else "")
+                         + ("" if c["sample_precision"] == "auto" else f"-{c['sample_precision']}"))
             if c["name"] not in seen:
                 seen.add(c["name"])
                 cells.append(c)
@@ -359,11 +367,15 @@ def cell_settings(spec: SweepSpec, ckpt: Path, meta: dict, cell: dict) -> dict:
 
 
 def cell_status(spec: SweepSpec, ckpt: Path, meta: dict, cell: dict, name: str) -> str:
-    """'done' (its JSON matches), 'stale' (a JSON from other settings: will be recomputed) or 'todo'."""
+    """'done' (its JSON matches), 'reuse' (a `reuse` folder has it), 'stale' (a JSON from other settings: will be
+    recomputed) or 'todo'."""
+    key = cell_key(cell_settings(spec, ckpt, meta, cell))
     old = _read_cell(spec.out / "cells" / f"{name}.json")
-    if old is None:
-        return "todo"
-    return "done" if old["sweep"].get("key") == cell_key(cell_settings(spec, ckpt, meta, cell)) else "stale"
+    if old is not None and old["sweep"].get("key") == key:
+        return "done"
+    if _find_reusable(spec, cell["name"], name, key) is not None:
+        return "reuse"
+    return "todo" if old is None else "stale"
 
 
 def cell_key(settings: dict) -> str:
@@ -459,14 +471,22 @@ def run_sweep(spec: SweepSpec, log: Callable[[str], Any] = print, progress: bool
             _sample_checkpoint(spec, ckpt, device, contexts, counts, rows, log, progress, train=(tcell, summary))
             write_table(spec, rows, partial=True)
     else:
-        from largo.train.checkpoint import resolve_checkpoint
-
-        ckpt = resolve_checkpoint(spec.checkpoint)
-        _sample_checkpoint(spec, ckpt, device, contexts, counts, rows, log, progress)
+        for prefix, ckpt in checkpoint_groups(spec):
+            _sample_checkpoint(spec, ckpt, device, contexts, counts, rows, log, progress, prefix=prefix)
     write_table(spec, rows)
     log(f"largo: sweep done: {counts['computed']} computed, {counts['reused']} reused, {counts['skipped']} "
         f"already done, {counts['trained']} trained → {spec.out / 'results.md'}")
     return {**counts, "rows": rows, "out": str(spec.out)}
+
+
+def checkpoint_groups(spec: SweepSpec) -> list[tuple[str, Path]]:
+    """(cell-name prefix, checkpoint folder) for each checkpoint of a sampling sweep."""
+    from largo.train.checkpoint import read_meta, resolve_checkpoint
+
+    if not isinstance(spec.checkpoint, list):
+        return [("", resolve_checkpoint(spec.checkpoint))]
+    ckpts = [resolve_checkpoint(c) for c in spec.checkpoint]
+    return [(f"step{read_meta(c).get('step', 0)}__", c) for c in ckpts]
 
 
 def _train_cell(spec: SweepSpec, tcell: dict, counts: dict, log, progress: bool) -> tuple[Path, dict]:
@@ -522,7 +542,7 @@ def _context(spec: SweepSpec, cfg: RunConfig, device, contexts: dict) -> _Contex
 
 
 def _sample_checkpoint(spec: SweepSpec, ckpt: Path, device, contexts: dict, counts: dict, rows: list[dict], log,
-                       progress: bool, train: tuple[dict, dict] | None = None) -> None:
+                       progress: bool, train: tuple[dict, dict] | None = None, prefix: str = "") -> None:
     """Run this checkpoint's cells, appending one row per cell to `rows`."""
     import torch
 
@@ -540,7 +560,7 @@ def _sample_checkpoint(spec: SweepSpec, ckpt: Path, device, contexts: dict, coun
         if c["weights"] == "online" and not (Path(ckpt) / "model.safetensors").is_file():
             _fail(f"grid weights 'online' but {ckpt} has no model.safetensors (released checkpoints ship the EMA "
                   f"weights only; use a run directory)")
-    prefix = f"{train[0]['name']}__" if train else ""
+    prefix = f"{train[0]['name']}__" if train else prefix
     nets: dict[str, Any] = {}
     ctx: _Context | None = None
     for c in cells:
@@ -569,11 +589,11 @@ def _sample_checkpoint(spec: SweepSpec, ckpt: Path, device, contexts: dict, coun
         log(f"largo: sweep: {name} ({spec.n} images, nfe {nfe(c['sampler'], c['steps'])}) on {device}")
         from largo.generate import generate_images
 
-        clip = {"clip_x0": c["clip_x0"]} if c["clip_x0"] else {}  # older generate_images have no clip_x0
         with PeakMemory(device) as mem:
             t0, c0 = time.perf_counter(), time.process_time()
             images = generate_images(nets[c["weights"]], cfg, labels, seeds, sampler=c["sampler"], steps=c["steps"],
-                                     eta=c["eta"], cfg_scale=c["cfg"], spacing=c["spacing"], **clip,
+                                     eta=c["eta"], cfg_scale=c["cfg"], spacing=c["spacing"], clip_x0=c["clip_x0"],
+                                     precision=c["sample_precision"],
                                      batch_size=spec.batch_size, device=device, progress=progress)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -585,7 +605,8 @@ def _sample_checkpoint(spec: SweepSpec, ckpt: Path, device, contexts: dict, coun
         eval_s = time.perf_counter() - t1
         source = {"kind": "run", "checkpoint": str(ckpt), "step": meta.get("step"), "weights": c["weights"],
                   "sampler": c["sampler"], "steps": c["steps"], "cfg": c["cfg"], "eta": c["eta"],
-                  "spacing": c["spacing"], "clip_x0": c["clip_x0"], "seed": spec.seed, "n": spec.n, "batch_size": spec.batch_size,
+                  "spacing": c["spacing"], "clip_x0": c["clip_x0"],
+                  "sample_precision": c["sample_precision"], "seed": spec.seed, "n": spec.n, "batch_size": spec.batch_size,
                   "classes": "cycled 0..K-1" if k else "unconditional"}
         sweep = {"format": SWEEP_FORMAT, "format_version": SWEEP_VERSION, "key": key, "settings": settings,
                  "cell": name, "sampling_cell": c["name"], "nfe": nfe(c["sampler"], c["steps"]),
@@ -635,7 +656,7 @@ def row_from_result(r: dict) -> dict:
     row = {
         "cell": r["name"], "checkpoint_step": src.get("step"), "weights": src["weights"], "sampler": src["sampler"],
         "steps": src["steps"], "nfe": s["nfe"], "cfg": src["cfg"], "eta": src["eta"], "spacing": src["spacing"],
-        "clip_x0": src.get("clip_x0", False),
+        "clip_x0": src.get("clip_x0", False), "sample_precision": src.get("sample_precision", "auto"),
         "n": src["n"], "seed": src["seed"],
         "class_acc": _get(cls, "accuracy", "overall"), "fd_cls": _get(cls, "fd", "value"),
         "kid_cls": _get(cls, "kid", "mean"), "precision": _get(cls, "precision_recall", "precision"),

@@ -9,13 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from largo.config import SAMPLERS, SPACINGS
-
-
-def _parse_bool(text: str) -> bool:
-    from largo.config import _parse_bool as parse
-
-    return parse(text)
+from largo.cli.sampling_flags import add_sampling_flags, resolve_sampling
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,15 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--resolution", type=int, help="--images: expected size (default: the images')")
     smp = p.add_argument_group("sampling (RUN_DIR)")
     smp.add_argument("--n", type=int, default=10_000, help="images to generate (default 10000)")
-    smp.add_argument("--sampler", choices=SAMPLERS, help="default: the run's sample config")
-    smp.add_argument("--steps", type=int, help="sampling steps")
-    smp.add_argument("--cfg", type=float, help="guidance scale w (1 = no guidance)")
-    smp.add_argument("--eta", type=float, help="DDIM η")
-    smp.add_argument("--clip-x0", type=_parse_bool, default=None, metavar="BOOL",
-                     help="clip x0 estimates to [-1, 1] (default: the run's sample config)")
-    smp.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
+    add_sampling_flags(smp)
     smp.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (also seeds KID subsets)")
-    smp.add_argument("--weights", choices=("ema", "online"), default="ema")
     smp.add_argument("--batch-size", type=int, default=64, help="batch size for sampling and feature extraction")
     smp.add_argument("--save-images", action="store_true", help="also write the samples as PNGs under RUN/eval/<name>/")
     ref = p.add_argument_group("reference and metrics")
@@ -125,14 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
         ckpt = resolve_checkpoint(args.run_dir)
         net, cfg, class_names = load_for_sampling(ckpt, device, weights=args.weights)
-        s = cfg.sample
-        sampler, steps = args.sampler or s.sampler, args.steps or s.sample_steps
-        cfg_scale = s.cfg if args.cfg is None else args.cfg
-        eta = s.eta if args.eta is None else args.eta
-        clip_x0 = s.clip_x0 if args.clip_x0 is None else args.clip_x0
-        spacing = args.spacing or s.spacing
-        if not 1 <= steps <= cfg.diffusion.timesteps:
-            raise LargoError(f"--steps must be in [1, {cfg.diffusion.timesteps}]")
+        sm = resolve_sampling(args, cfg)
         k = cfg.model.num_classes
         data_root = cfg.data.data_root if args.data_root is None else args.data_root
         ref = load_reference(cfg.data.dataset, args.ref_split, cfg.data.resolution, data_root, args.ref_n, args.seed)
@@ -144,19 +124,19 @@ def run(args: argparse.Namespace) -> int:
                                       not args.no_inception, str(device), opts.skipped)
         labels = torch.arange(args.n) % k if k else None
         seeds = [args.seed + i for i in range(args.n)]
-        print(f"largo: sampling {args.n} images ({sampler}, {steps} steps, cfg {cfg_scale:g}, eta {eta:g}, "
-              f"{spacing}) on {device}", flush=True)
+        print(f"largo: sampling {args.n} images ({sm.sampler}, {sm.steps} steps, cfg {sm.cfg_scale:g}, eta {sm.eta:g}, "
+              f"{sm.spacing}) on {device}", flush=True)
         images = generate_images(net, cfg, labels if labels is not None else torch.zeros(args.n, dtype=torch.long),
-                                 seeds, sampler=sampler, steps=steps, eta=eta, cfg_scale=cfg_scale, spacing=spacing,
-                                 clip_x0=clip_x0,
+                                 seeds, **sm.kwargs(),
                                  batch_size=args.batch_size, device=device, progress=True, dist_info=dist_info)
         run_root = _run_root(Path(args.run_dir), ckpt)
         meta = read_meta(ckpt)
         source = {"kind": "run", "run_dir": str(run_root), "checkpoint": str(ckpt), "step": meta.get("step"),
-                  "weights": args.weights, "sampler": sampler, "steps": steps, "cfg": cfg_scale, "eta": eta, "clip_x0": clip_x0,
-                  "spacing": spacing, "seed": args.seed, "n": args.n, "batch_size": args.batch_size,
+                  "weights": args.weights, "sampler": sm.sampler, "steps": sm.steps, "cfg": sm.cfg_scale,
+                  "eta": sm.eta, "clip_x0": sm.clip_x0, "cfg_interval": sm.cfg_interval, "precision": sm.precision,
+                  "spacing": sm.spacing, "seed": args.seed, "n": args.n, "batch_size": args.batch_size,
                   "classes": "cycled 0..K-1" if k else "unconditional"}
-        name = args.name or (f"{ckpt.name}-{sampler}-{steps}steps-cfg{_num(cfg_scale)}-eta{_num(eta)}-"
+        name = args.name or (f"{ckpt.name}-{sm.sampler}-{sm.steps}steps-cfg{_num(sm.cfg_scale)}-eta{_num(sm.eta)}-"
                              f"n{args.n}-seed{args.seed}")
         out_path = args.out or run_root / "eval" / f"{name}.json"
         if args.save_images and dist_info.is_main:

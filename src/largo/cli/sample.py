@@ -6,7 +6,7 @@ import argparse
 import difflib
 from pathlib import Path
 
-from largo.config import SAMPLERS, SPACINGS
+from largo.cli.sampling_flags import add_sampling_flags, resolve_sampling
 from largo.errors import LargoError
 
 
@@ -18,16 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", default="", help="comma-separated class names or indices (default: all, "
                                                   "at most 16 rows spread over the labels)")
     p.add_argument("--n", type=int, default=8, help="images per class (default 8)")
-    p.add_argument("--sampler", choices=SAMPLERS, help="default: the run's sample config")
-    p.add_argument("--steps", type=int, help="sampling steps / network evaluations")
-    p.add_argument("--eta", type=float, help="DDIM η (0 = deterministic)")
-    p.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
-    p.add_argument("--cfg", type=float, help="guidance scale w (1 = no guidance)")
-    p.add_argument("--clip-x0", type=lambda v: _bool(v), default=None, metavar="BOOL",
-                   help="clip x0 estimates to [-1, 1] (default: the run's sample config)")
-    p.add_argument("--cfg-interval", default="", metavar="LO,HI", help="guide only for timesteps in [LO, HI]")
+    add_sampling_flags(p)
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i")
-    p.add_argument("--weights", choices=("ema", "online"), default="ema")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/samples/<settings>)")
@@ -70,24 +62,14 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ckpt = resolve_checkpoint(args.source)
     net, cfg, class_names = load_for_sampling(ckpt, device, weights=args.weights)
-    s = cfg.sample
-    sampler, steps = args.sampler or s.sampler, args.steps or s.sample_steps
-    cfg_scale = s.cfg if args.cfg is None else args.cfg
-    eta = s.eta if args.eta is None else args.eta
-    interval = _parse_interval(args.cfg_interval)
-    if args.steps is not None and not 1 <= args.steps <= cfg.diffusion.timesteps:
-        raise LargoError(f"--steps must be in [1, {cfg.diffusion.timesteps}]")
-    if cfg.model.num_classes == 0 and cfg_scale != 1:
-        raise LargoError("this checkpoint is unconditional: classifier-free guidance needs --cfg 1")
+    sm = resolve_sampling(args, cfg)
     classes = parse_classes(args.classes, class_names)
     labels = torch.tensor([c for c in classes for _ in range(args.n)], dtype=torch.long)
     seeds = [args.seed + i for i in range(len(labels))]
-    images = generate_images(net, cfg, labels, seeds, sampler=sampler, steps=steps, eta=eta, cfg_scale=cfg_scale,
-                             spacing=args.spacing, cfg_interval=interval, clip_x0=args.clip_x0,
-                             batch_size=args.batch_size,
-                             device=device, progress=True)
+    images = generate_images(net, cfg, labels, seeds, **sm.kwargs(), batch_size=args.batch_size, device=device,
+                             progress=True)
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path("samples")
-    out = args.out or run_dir / "samples" / f"{sampler}-{steps}-cfg{cfg_scale:g}-seed{args.seed}"
+    out = args.out or run_dir / "samples" / f"{sm.sampler}-{sm.steps}-cfg{sm.cfg_scale:g}-seed{args.seed}"
     (out / "images").mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
@@ -96,23 +78,5 @@ def run(args: argparse.Namespace) -> int:
         name = class_names[c].replace("/", "-").replace(" ", "_")
         Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(out / "images" / f"{i:05d}_{name}.png")
     labelled_grid(images, args.n, [class_names[c] for c in classes]).save(out / "grid.png")
-    print(f"largo: {len(images)} images ({sampler}, {steps} steps, cfg {cfg_scale:g}) → {out / 'grid.png'}")
+    print(f"largo: {len(images)} images ({sm.sampler}, {sm.steps} steps, cfg {sm.cfg_scale:g}) → {out / 'grid.png'}")
     return 0
-
-
-def _bool(text: str) -> bool:
-    from largo.config import _parse_bool
-
-    return _parse_bool(text)
-
-
-def _parse_interval(text: str) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        lo, hi = (int(v) for v in text.split(","))
-    except ValueError:
-        raise LargoError(f"--cfg-interval must be LO,HI timesteps, got {text!r}") from None
-    if not 0 <= lo <= hi:
-        raise LargoError("--cfg-interval needs 0 <= LO <= HI")
-    return lo, hi

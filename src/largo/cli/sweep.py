@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _dry_run(spec) -> None:
     from largo.config import RunConfig
-    from largo.sweep import cell_status, sampling_cells, train_cells
-    from largo.train.checkpoint import latest_checkpoint, read_meta, resolve_checkpoint
+    from largo.sweep import cell_status, checkpoint_groups, sampling_cells, train_cells
+    from largo.train.checkpoint import latest_checkpoint, read_meta
 
     if spec.train_grid:
         groups = []
@@ -49,8 +49,8 @@ def _dry_run(spec) -> None:
             ckpt = latest_checkpoint(spec.out / "runs" / t["name"])  # None until trained
             groups.append((t["name"] + "__", ckpt, t["config"].sample))
     else:
-        ckpt = resolve_checkpoint(spec.checkpoint)
-        groups = [("", ckpt, RunConfig.from_dict(read_meta(ckpt)["config"]).sample)]
+        groups = [(prefix, ckpt, RunConfig.from_dict(read_meta(ckpt)["config"]).sample)
+                  for prefix, ckpt in checkpoint_groups(spec)]
     total = 0
     for prefix, ckpt, sample_defaults in groups:
         meta = read_meta(ckpt) if ckpt is not None else {}

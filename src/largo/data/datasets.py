@@ -70,6 +70,22 @@ def load_images(dataset: str, split: str = "train", resolution: int = 32, data_r
     return _select_split(full, name, split, split_seed)
 
 
+def long_tailed(data: ImageSet, imbalance: float, seed: int = 0) -> ImageSet:
+    """A long-tailed subset: class c keeps round(n_c · imbalance^(-c/(K-1))) images (at least 1), chosen by a
+    seeded permutation, so class 0 has `imbalance` times as many as class K-1 (the CIFAR-10-LT profile)."""
+    if imbalance == 1:
+        return data
+    k = data.num_classes
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(k):
+        idx = torch.nonzero(data.labels == c).flatten()
+        n = max(1, round(len(idx) * imbalance ** (-c / max(k - 1, 1))))
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    keep = torch.cat(keep).sort().values
+    return ImageSet(data.images[keep], data.labels[keep], data.class_names)
+
+
 # -- naming and fingerprints ------------------------------------------------------------------------
 def _parse_name(dataset: str) -> tuple[str, Path | None]:
     if dataset.startswith("folder:"):

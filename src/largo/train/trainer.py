@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from largo.config import RunConfig
-from largo.data import BatchStream, load_images
+from largo.data import BatchStream, load_images, long_tailed
 from largo.diffusion.loss import diffusion_loss
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
@@ -106,6 +106,7 @@ class Trainer:
         self.amp_dtype = resolve_precision(t.precision, self.device)
         data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
                            bad_images=d.bad_images, split_seed=d.split_seed)
+        data = long_tailed(data, d.imbalance, seed=d.split_seed)
         self.class_names = data.class_names
         cfg.model = dataclasses.replace(cfg.model, image_channels=data.channels, num_classes=data.num_classes)
         self.cfg = cfg.validate()
@@ -255,7 +256,9 @@ class Trainer:
         window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
         images_per_step = t.batch_size * t.grad_accum
         stop_reason = "steps"
-        bar = _progress(total, self.step, self.progress and main)
+        # With a time budget the step count is not what stops the run, so the bar shows no step total (whose ETA
+        # would mislead) and the postfix shows the minutes left instead.
+        bar = _progress(total if deadline == math.inf else None, self.step, self.progress and main)
         try:
             while self.step < total:
                 out_of_time = time.time() >= deadline
@@ -283,7 +286,8 @@ class Trainer:
                               "peak_mem_mb": round(peak_memory_mb(self.device), 1),
                               "ema_decay": self.ema.current_decay(), "time": time.time()}
                     _write_log(log_file, record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+                    left = {} if deadline == math.inf else {"min_left": f"{max(0.0, deadline - time.time()) / 60:.1f}"}
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}", **left)
                     if writer:
                         for k in ("loss", "lr", "grad_norm", "images_per_s"):
                             writer.add_scalar(f"train/{k}", record[k], self.step)
@@ -347,7 +351,7 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Any:
+def _progress(total: int | None, initial: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
