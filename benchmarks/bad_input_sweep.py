@@ -38,6 +38,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import make_folder  # noqa: E402  (the same synthetic folder dataset as tests/test_reliability.py)
+
 PY = sys.executable
 # A ~0.17 M-parameter net at 8x8 on a 24-image folder: a training step takes a few ms.
 TINY = ["--resolution", "8", "--base-channels", "32", "--channel-mult", "1", "--num-res-blocks", "1",
@@ -47,15 +50,6 @@ TINY = ["--resolution", "8", "--base-channels", "32", "--channel-mult", "1", "--
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-def make_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(root / c / f"{i:03d}.png")
-    return root
-
-
 def train_argv(data: Path, run: Path, *extra: str, steps: int = 4) -> list[str]:
     return ["train", "--dataset", f"folder:{data}", *TINY, "--steps", str(steps), "--run-dir", str(run), *extra]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from largo.config import preset_config
 from largo.data.datasets import ImageSet
 from largo.generate import generate_images
 from largo.models import count_parameters
+
+from _common import load_average
 
 # Image channels and classes of each preset's dataset, so no dataset is needed.
 DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1, 10), "cifar10": (3, 10)}
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides[name] = int(n)
     device = trainer_mod.resolve_device(a.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch "
-          f"{torch.__version__}, {torch.get_num_threads()} CPU threads, load average {_load()}; {a.warmup} warm-up "
+          f"{torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load_average()}; {a.warmup} warm-up "
           f"step(s) excluded",
           flush=True)
     rows = []
@@ -153,15 +154,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['train_images_per_s']:.1f} | {r['sample_images_per_s']:.2f} (NFE {r['sample_nfe_timed']}) | "
               f"{r['sample_s_per_step'] * 1000:.0f} | {r['sample_images_per_s_at_preset_nfe']:.2f} "
               f"(NFE {r['preset_nfe']}) |")
-    print(f"\nload average at the end: {_load()}")
+    print(f"\nload average at the end: {load_average()}")
     return 0
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import statistics
 import sys
 import time
@@ -47,6 +46,8 @@ from torch import nn
 
 from largo.config import PRESETS, ModelConfig, preset_config
 from largo.models import build_unet, count_parameters
+
+from _common import load_average
 
 # Image channels and classes of each preset's dataset (so no dataset is needed here).
 DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1, 10), "cifar10": (3, 10)}
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     what_ours = "bf16 autocast + channels_last + torch.compile" if fast else "fp32 eager"
     what_theirs = ("bf16 autocast, eager" if amp_theirs else "fp32 eager")
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {_load()}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load_average()}; "
           f"ours: {what_ours}; diffusers: {what_theirs}")
     print(f"batch {a.batch} (sampling forward: {2 * a.batch}); {a.warmup} warm-up calls, then {a.reps} interleaved "
           f"repetitions of {a.iters} calls per model; medians")
@@ -254,19 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         key = kind.split("_")[0]
         result.update({f"{key}_images_per_s_ours": ips["ours"], f"{key}_images_per_s_diffusers": ips["diffusers"],
                        f"{key}_ratio": r_wall, f"{key}_cpu_time_ratio": r_cpu, f"{key}_seconds_per_call": times})
-    print(f"load average at the end: {_load()} (other jobs on the machine slow both models alike)")
-    result["load_average_end"] = _load()
+    print(f"load average at the end: {load_average()} (other jobs on the machine slow both models alike)")
+    result["load_average_end"] = load_average()
     if a.json:
         with open(a.json, "a") as f:
             f.write(json.dumps(result) + "\n")
     return 0
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from largo.config import preset_config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -18,3 +21,13 @@ def tiny_config(**train_overrides):
     cfg.train = dataclasses.replace(cfg.train, **{**train, **train_overrides})
     cfg.sample = dataclasses.replace(cfg.sample, sampler="ddim", sample_steps=4, grid_per_class=1)
     return cfg
+
+
+def make_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, seed: int = 0) -> Path:
+    """A `folder:` dataset of random 12×12 RGB PNGs, one sub-folder per class."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(root / c / f"{i:03d}.png")
+    return root

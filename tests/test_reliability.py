@@ -17,14 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import largo.train.checkpoint as checkpoint_module
 import largo.train.trainer as trainer_module
+from helpers import make_folder
 from largo.cli import main
 from largo.data import load_images
 from largo.train.checkpoint import latest_checkpoint, load_state
@@ -34,15 +33,6 @@ TINY = ["--resolution", "8", "--base-channels", "32", "--channel-mult", "1", "--
         "--timesteps", "100", "--lr", "1e-3", "--lr-warmup", "3", "--lr-schedule", "cosine", "--ema-decay", "0.99",
         "--balanced", "true", "--sample-steps", "3", "--grid-per-class", "1", "--device", "cpu",
         "--max-minutes", "1", "--log-every", "1", "--quiet"]
-
-
-def make_folder(root: Path, classes=("cat", "dog"), per_class: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for c in classes:
-        (root / c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(root / c / f"{i:03d}.png")
-    return root
 
 
 def train_argv(data: Path, run: Path, *extra: str, steps: int = 4) -> list[str]:
