@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test studies venv clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~1.5 h on 2 cores; every
+# finished cell is kept, so an interrupted run continues where it stopped).
+STUDIES := schedule ema_vs_online balanced cfg_scale sampling_efficiency variance_gap
+studies: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) benchmarks/sampler_quality.py --checkpoint checkpoints/fashion_mnist-32-cpu --n 500 \
+	  --precision bf16 --batch-size 250 --skip heun:100,euler:100,dpmpp3m:100
+	for s in $(STUDIES); do OMP_NUM_THREADS=2 $(VENV)/bin/largo sweep configs/studies/$$s.json || exit 1; done
+	$(PY) benchmarks/studies_report.py
 
 clean-venv:
 	rm -rf $(VENV)

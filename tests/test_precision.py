@@ -152,3 +152,20 @@ def test_unknown_sample_precision_is_refused(tiny_sampling_run):
     net, cfg, _ = load_for_sampling(tiny_sampling_run)
     with pytest.raises(LargoError, match="sample_precision"):
         generate_images(net, cfg, torch.zeros(1, dtype=torch.long), steps=2, precision="fp8")
+
+
+def test_unsupported_precision_or_compile_is_one_clear_error(monkeypatch):
+    import shutil
+
+    from largo.errors import LargoError
+    from largo.train.trainer import check_compile, resolve_precision
+
+    with pytest.raises(LargoError, match="fp16 training needs a CUDA GPU"):
+        resolve_precision("fp16", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(LargoError, match="no bfloat16 support"):
+        resolve_precision("bf16", torch.device("cuda"))
+    assert resolve_precision("auto", torch.device("cuda")) == torch.float16  # older GPUs: fp16 + loss scaling
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(LargoError, match="needs a C\\+\\+ compiler"):
+        check_compile(torch.device("cpu"))

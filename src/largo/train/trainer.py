@@ -47,14 +47,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Autocast dtype: bf16 where the GPU has it, fp32 on the CPU unless asked otherwise."""
+    """Autocast dtype for `auto`: bf16 on GPUs that have it, fp16 with loss scaling on older GPUs, fp32 on the CPU."""
     if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if precision == "fp16" and device.type != "cuda":
         raise LargoError("fp16 training needs a CUDA GPU; use --precision bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise LargoError("this GPU has no bfloat16 support; use --precision fp16 (with loss scaling) or fp32")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def check_compile(device: torch.device) -> None:
+    """torch.compile fails deep inside its first step where it cannot work; say so up front instead."""
+    import shutil
+
+    if not torch._dynamo.is_dynamo_supported():
+        raise LargoError(f"torch.compile is not supported with this Python/torch ({torch.__version__}); "
+                         f"train without --compile")
+    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+        raise LargoError("torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; install one or "
+                         "train without --compile")
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -134,6 +148,8 @@ class Trainer:
             train_net = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None)
         self.train_net = train_net
+        if t.compile:
+            check_compile(self.device)
         self.model_fn = torch.compile(train_net) if t.compile else train_net
         self.stop_requested = False
         if resume:
