@@ -213,6 +213,8 @@ def write_doc(spec, rows, samplers, floor, meta, args, doc: Path, plot_path: Pat
         f"{100 * math.sqrt(0.09 / spec.n):.1f} points; FD at small N is biased upwards by about the same amount in "
         "every cell (same seeds, same classes), so differences between cells are more reliable than the values",
     ]
+    if args.skip:
+        lines.append("- cells not run (`--skip`): " + ", ".join(c.replace(":", " at NFE ") for c in args.skip.split(",")))
     if args.note:
         lines += ["", "**Scope of this run.** " + args.note]
     lines += [

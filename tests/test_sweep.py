@@ -99,6 +99,10 @@ def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, tiny_run):
     assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}-clip-bf16" for s in (2, 4) for w in ("ema", "online")]
     assert sorted({r["checkpoint_step"] for r in got["rows"]}) == [2, 4]
     assert {r["sample_precision"] for r in got["rows"]} == {"bf16"}
+    twice = _write(tmp_path / "d.json", {"checkpoint": [str(tiny_run), str(steps[1])], **COMMON, "out": str(tmp_path / "d"),
+                                         "grid": {"sampler": ["ddim"], "steps": [2]}})
+    with pytest.raises(LargoError, match="same training step"):
+        run_sweep(load_spec(twice), log=lambda *a: None)
 
 
 def test_train_grid_trains_each_setting_once(tmp_path, data_root):

@@ -485,8 +485,11 @@ def checkpoint_groups(spec: SweepSpec) -> list[tuple[str, Path]]:
 
     if not isinstance(spec.checkpoint, list):
         return [("", resolve_checkpoint(spec.checkpoint))]
-    ckpts = [resolve_checkpoint(c) for c in spec.checkpoint]
-    return [(f"step{read_meta(c).get('step', 0)}__", c) for c in ckpts]
+    groups = [(f"step{read_meta(c).get('step', 0)}__", c) for c in map(resolve_checkpoint, spec.checkpoint)]
+    prefixes = [p for p, _ in groups]
+    if len(set(prefixes)) < len(prefixes):
+        _fail("the checkpoint list names two checkpoints of the same training step; cells are named by step")
+    return groups
 
 
 def _train_cell(spec: SweepSpec, tcell: dict, counts: dict, log, progress: bool) -> tuple[Path, dict]:
