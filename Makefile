@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~1.5 h on 2 cores; every
+# The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~2 h on 2 cores; every
 # finished cell is kept, so an interrupted run continues where it stopped).
 STUDIES := schedule ema_vs_online balanced cfg_scale sampling_efficiency variance_gap
 studies: $(STAMP)
