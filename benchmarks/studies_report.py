@@ -185,9 +185,9 @@ def cfg_scale(rows, spec, doc_dir) -> list[str]:
             f"w = {f(best_acc['cfg'])} ({f(hi['class_acc'])} at w = {f(hi['cfg'])}), while recall (the share of real "
             f"images covered by the samples) goes from {f(lo['recall'], 2)} to {f(hi['recall'], 2)} (highest: {f(best_rec['recall'], 2)} at w = {f(best_rec['cfg'])}) and the variance "
             f"ratio from {f(lo['var_ratio'])} to {f(hi['var_ratio'])}: guidance buys class fidelity with diversity. "
-            f"FD, which penalises both, is lowest at w = {f(best_fd['cfg'])} ({best_fd['fd_cls']:.2f}). w = 1 costs "
-            f"half as much per image (one network pass instead of the batched conditional/unconditional pair); "
-            f"w = 0 still runs the pair.")
+            f"FD, which penalises both, is lowest at w = {f(best_fd['cfg'])} ({best_fd['fd_cls']:.2f}). w = 0 and "
+            f"w = 1 cost about half as much per image: one network pass instead of the batched "
+            f"conditional/unconditional pair.")
     return lines + ["", pic, "", text]
 
 

@@ -142,6 +142,16 @@ def test_cfg_one_batched_pass_and_interval(prediction):
     torch.testing.assert_close(outside.eps, plain(x, 800, y).eps, atol=1e-10, rtol=0)
 
 
+def test_cfg_zero_is_one_unconditional_pass():
+    den = _denoiser("v", num_classes=5, cfg_scale=0.0, cfg_interval=(100, 600))
+    x, y = torch.randn(4, 1, 2, 2, dtype=torch.float64), torch.tensor([0, 1, 4, 2])
+    plain = _denoiser("v", num_classes=5)
+    out = den(x, 300, y)
+    assert den.net.batches == [4]  # not the batched pair: w = 0 needs no conditional prediction
+    torch.testing.assert_close(out.x0, plain(x, 300, torch.full_like(y, 5)).x0, atol=1e-12, rtol=0)
+    torch.testing.assert_close(den(x, 800, y).x0, plain(x, 800, y).x0, atol=1e-12, rtol=0)  # outside: conditional
+
+
 def test_unconditional_checkpoint_rejects_guidance():
     with pytest.raises(LargoError, match="unconditional"):
         _denoiser(num_classes=0, cfg_scale=2.0)

@@ -130,7 +130,9 @@ class Denoiser:
                              "prediction v or x0, or a sampler grid that skips the last timestep")
 
         guided = self._guided_mask(t, y)
-        if bool(guided.any()):
+        if self.cfg_scale == 0.0:  # w = 0 is the unconditional model: one pass, null label where guided
+            pred = self._net(x_t, t, torch.where(guided, torch.full_like(y, self.num_classes), y))
+        elif bool(guided.any()):
             null = torch.full_like(y, self.num_classes)
             pred_c, pred_u = self._net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
             # Mixing in the net's own target equals mixing ε (conversions are affine in the prediction).
