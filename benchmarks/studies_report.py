@@ -43,20 +43,24 @@ def cells(name: str) -> tuple[list[dict], object, int]:
     from largo.sweep import sampling_cells, train_cells
 
     spec = load_spec(REPO / "configs" / "studies" / f"{name}.json")
-    out = spec.out if spec.out.is_absolute() else REPO / spec.out
+    out = study_dir(spec)
     rows = read_rows(out) if (out / "cells").is_dir() else []
     groups = len(train_cells(spec)) if spec.train_grid else (
         len(spec.checkpoint) if isinstance(spec.checkpoint, list) else 1)
     return rows, spec, groups * len(sampling_cells(spec, SampleConfig()))
 
 
-def cell_json(name: str, cell: str) -> dict:
-    spec = load_spec(REPO / "configs" / "studies" / f"{name}.json")
-    return json.loads(((REPO / spec.out) / "cells" / f"{cell}.json").read_text())
+def study_dir(spec) -> Path:
+    """A study's output folder (configs name it relative to the repository)."""
+    return spec.out if spec.out.is_absolute() else REPO / spec.out
 
 
-def per_class_acc(name: str, cell: str) -> list[float]:
-    spaces = cell_json(name, cell)["feature_spaces"]
+def cell_json(spec, cell: str) -> dict:
+    return json.loads((study_dir(spec) / "cells" / f"{cell}.json").read_text())
+
+
+def per_class_acc(spec, cell: str) -> list[float]:
+    spaces = cell_json(spec, cell)["feature_spaces"]
     cls = next(v for k, v in spaces.items() if k.startswith("classifier"))
     return [c["accuracy"] for c in cls["accuracy"]["per_class"]]
 
@@ -117,7 +121,7 @@ def schedule(rows, spec, doc_dir) -> list[str]:
                          *COMMON, ("train_minutes", "train min", 3)])
     series = []
     for sched, color in (("linear", BLUE), ("cosine", ORANGE)):
-        log = REPO / spec.out / "runs" / f"schedule-{sched}" / "log.jsonl"
+        log = study_dir(spec) / "runs" / f"schedule-{sched}" / "log.jsonl"
         if log.is_file():
             recs = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
             recs = [r for r in recs if "loss" in r]
@@ -194,7 +198,7 @@ def cfg_scale(rows, spec, doc_dir) -> list[str]:
 def balanced(rows, spec, doc_dir) -> list[str]:
     rows = sorted(rows, key=lambda r: str(r["train.balanced"]))
     lines = table(rows, [("train.balanced", "balanced", 0), *COMMON, ("cm_fd", "class-matched FD", 3)])
-    accs = {str(r["train.balanced"]).lower(): per_class_acc("balanced", r["cell"]) for r in rows}
+    accs = {str(r["train.balanced"]).lower(): per_class_acc(spec, r["cell"]) for r in rows}
     k = len(next(iter(accs.values())))
     counts = [round(6000 * 10 ** (-c / (k - 1))) for c in range(k)]
     series = [Series(list(range(k)), accs[b], color, f"balanced {b}", width=2)
@@ -202,7 +206,7 @@ def balanced(rows, spec, doc_dir) -> list[str]:
     pic = save_plot([Panel("per-class accuracy (class 0 has 6000 training images, class 9 has 600)", series,
                            xlabel="class index (training images fall 10× from left to right)", ylabel="accuracy")],
                     "balanced", "Study 5: class-balanced sampling", doc_dir)
-    names = cell_json("balanced", rows[0]["cell"])["class_names"]
+    names = cell_json(spec, rows[0]["cell"])["class_names"]
     lines += ["", "| class | training images | accuracy, uniform batches | accuracy, balanced batches |",
               "|---|---:|---:|---:|"]
     lines += [f"| {names[c]} | {counts[c]} | {f(accs.get('false', [None] * k)[c])} | {f(accs.get('true', [None] * k)[c])} |"

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from largo.config import RunConfig
+from largo.config import SAMPLE_PRECISIONS, RunConfig
 from largo.diffusion.denoiser import Denoiser
 from largo.diffusion.samplers import sample
 from largo.diffusion.schedules import NoiseSchedule
@@ -33,7 +33,7 @@ def sampling_autocast(device: torch.device, precision: str):
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise LargoError("sample_precision bf16: this GPU does not support bfloat16; use fp32")
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise LargoError(f"unknown sample_precision {precision!r}; valid: auto, fp32, bf16")
+    raise LargoError(f"unknown sample_precision {precision!r}; valid: {', '.join(SAMPLE_PRECISIONS)}")
 
 
 @torch.no_grad()

@@ -317,8 +317,7 @@ def sampling_cells(spec: SweepSpec, defaults: Any) -> list[dict]:
     """The grid's cells with unset keys taken from `defaults` (a SampleConfig); de-duplicated, in grid order."""
     base = {"sampler": defaults.sampler, "steps": defaults.sample_steps, "cfg": float(defaults.cfg),
             "eta": float(defaults.eta), "spacing": defaults.spacing, "weights": "ema",
-            "clip_x0": bool(getattr(defaults, "clip_x0", False)),
-            "sample_precision": getattr(defaults, "sample_precision", "auto")}
+            "clip_x0": bool(defaults.clip_x0), "sample_precision": defaults.sample_precision}
     cells, seen = [], set()
     for part in spec.grid:
         keys = list(part)
@@ -468,7 +467,8 @@ def run_sweep(spec: SweepSpec, log: Callable[[str], Any] = print, progress: bool
     if spec.train_grid:
         for tcell in train_cells(spec):
             ckpt, summary = _train_cell(spec, tcell, counts, log, progress)
-            _sample_checkpoint(spec, ckpt, device, contexts, counts, rows, log, progress, train=(tcell, summary))
+            _sample_checkpoint(spec, ckpt, device, contexts, counts, rows, log, progress, train=(tcell, summary),
+                               prefix=f"{tcell['name']}__")
             write_table(spec, rows, partial=True)
     else:
         for prefix, ckpt in checkpoint_groups(spec):
@@ -563,7 +563,6 @@ def _sample_checkpoint(spec: SweepSpec, ckpt: Path, device, contexts: dict, coun
         if c["weights"] == "online" and not (Path(ckpt) / "model.safetensors").is_file():
             _fail(f"grid weights 'online' but {ckpt} has no model.safetensors (released checkpoints ship the EMA "
                   f"weights only; use a run directory)")
-    prefix = f"{train[0]['name']}__" if train else prefix
     nets: dict[str, Any] = {}
     ctx: _Context | None = None
     for c in cells:
