@@ -88,8 +88,12 @@ def sampling_efficiency(rows, spec, doc_dir) -> list[str]:
     series = [Series([math.log10(r["s_per_img"]) for r in rs], [r["fd_cls"] for r in rs], COLORS[s], s, width=2)
               for s in COLORS if (rs := sorted((r for r in rows if r["sampler"] == s and r["sample_precision"] == "bf16"),
                                                key=lambda r: r["s_per_img"]))]
+    single = [f"{r['sampler']} {r['steps']}: FD {f(r['fd_cls'])} at {f(r['s_per_img'])} s (a single point)"
+              for s in COLORS if len(rs := [r for r in rows if r["sampler"] == s and r["sample_precision"] == "bf16"]) == 1
+              for r in rs]
     pic = save_plot([Panel("FD in classifier features vs wall time", series, xlabel="log10 seconds per image",
-                           ylabel="FD", logy=True)], "sampling_efficiency", "Study 1: quality vs time", doc_dir)
+                           ylabel="FD", logy=True, notes=single)], "sampling_efficiency", "Study 1: quality vs time",
+                    doc_dir)
     text = []
     if ddpm and ddim250:
         t = ddpm["s_per_img"] / ddim250["s_per_img"]
