@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from largo.config import preset_config
-from largo.generate import generate_images
 from largo.metrics.classifier import classifier_outputs, find_classifier, load_classifier
+from largo.sampling import generate_images
 from largo.train.trainer import Trainer
 
 IMAGES = 850 * 64  # ≈ what `make demo` trains on in 9 min at ~100 images/s on the 2-core CPU

@@ -78,10 +78,15 @@ def real_floor(spec, log=print) -> dict:
     """Accuracy and FD of N real training images (classes cycled like the samples) against the same reference."""
     import torch
 
-    from largo.data import load_images
-    from largo.metrics.evaluate import EvalOptions, build_feature_spaces, evaluate, load_reference
-    from largo.train.checkpoint import read_meta, resolve_checkpoint
+    from largo.checkpoint import read_meta, resolve_checkpoint
     from largo.config import RunConfig
+    from largo.data import load_images
+    from largo.metrics.evaluate import (
+        EvalOptions,
+        build_feature_spaces,
+        evaluate,
+        load_reference,
+    )
 
     cfg = RunConfig.from_dict(read_meta(resolve_checkpoint(spec.checkpoint))["config"])
     ref = load_reference(cfg.data.dataset, spec.ref_split, cfg.data.resolution, cfg.data.data_root, spec.ref_n,
@@ -144,7 +149,7 @@ def pivot(rows: list[dict], samplers: list[str], col: str, digits: int = 4, best
 def make_plot(rows: list[dict], samplers: list[str], floor: dict | None, path: Path, title: str) -> None:
     """Quality and time against NFE. The quality panels zoom on the good cells: a value worse than 2× the best
     FD (or accuracy below 0.6) leaves the chart and is named in the panel's notes instead."""
-    from largo.viz.plot import BLUE, GREEN, GREY, ORANGE, RED, Panel, Series, plot
+    from largo.draw.plot import BLUE, GREEN, GREY, ORANGE, RED, Panel, Series, plot
 
     colors = dict(zip(ALL_SAMPLERS, (GREY, BLUE, ORANGE, GREEN, RED, PURPLE)))
     best_fd = min(r["fd_cls"] for r in rows)
@@ -289,7 +294,7 @@ def main(argv=None) -> None:
     else:
         rows = run_sweep(spec)["rows"]
     wall = (time.time() - t0) / 60 if not args.report_only else None
-    from largo.train.checkpoint import read_meta, resolve_checkpoint
+    from largo.checkpoint import read_meta, resolve_checkpoint
 
     ckpt = resolve_checkpoint(spec.checkpoint)
     m = read_meta(ckpt)

@@ -21,7 +21,7 @@ import torch
 from largo.diffusion.denoiser import Denoiser
 from largo.diffusion.samplers import heun_intervals, sample
 from largo.diffusion.schedules import NoiseSchedule
-from largo.train.checkpoint import load_for_sampling
+from largo.sampling import load_model
 
 ODE_SAMPLERS = ("ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
 
@@ -35,8 +35,9 @@ def main(argv=None) -> None:
     p.add_argument("--ref-nfe", type=int, default=799)
     p.add_argument("--samplers", default=",".join(ODE_SAMPLERS))
     a = p.parse_args(argv)
-    net, cfg, _ = load_for_sampling(a.checkpoint)
-    schedule = NoiseSchedule.make(cfg.diffusion.schedule, cfg.diffusion.timesteps, cfg.diffusion.zero_terminal_snr)
+    model = load_model(a.checkpoint)
+    net, cfg, _ = model.net, model.cfg, model.class_names
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
     den = Denoiser(net, schedule, cfg.diffusion.prediction, cfg_scale=a.cfg, num_classes=cfg.model.num_classes)
     k = max(cfg.model.num_classes, 1)
     labels = torch.arange(a.n) % k

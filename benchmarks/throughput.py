@@ -7,7 +7,7 @@
 Training: the real `Trainer.train_step` (diffusion loss, backward, grad clip, AdamW — fused on CUDA, foreach on
 the CPU —, EMA update, one host sync), after `--warmup` untimed steps; images/s = batch × steps / seconds.
 
-Sampling: `largo.generate.generate_images` from the EMA network with DDIM and classifier-free guidance (cfg 3),
+Sampling: `largo.sampling.generate_images` from the EMA network with DDIM and classifier-free guidance (cfg 3),
 so every step is ONE network forward of 2B images (conditional + unconditional), i.e. NFE = steps. A short
 DDIM run of `--sample-steps` steps is timed after a one-step warm-up; since every DDIM step costs the same,
 images/s at the preset's own step count (e.g. 50) is the measured time per step × that count, shown beside.
@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 import largo.train.trainer as trainer_mod
+from _common import load_average
 from largo.config import preset_config
 from largo.data.datasets import ImageSet
-from largo.generate import generate_images
 from largo.models import count_parameters
-
-from _common import load_average
+from largo.runtime import resolve_device
+from largo.sampling import generate_images
 
 # Image channels and classes of each preset's dataset, so no dataset is needed.
 DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1, 10), "cifar10": (3, 10)}
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in a.batch:
         name, _, n = item.partition("=")
         overrides[name] = int(n)
-    device = trainer_mod.resolve_device(a.device)
+    device = resolve_device(a.device)
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch "
           f"{torch.__version__}, {torch.get_num_threads()} CPU threads, load average {load_average()}; {a.warmup} warm-up "
           f"step(s) excluded",

@@ -44,10 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _common import load_average
 from largo.config import PRESETS, ModelConfig, preset_config
 from largo.models import build_unet, count_parameters
-
-from _common import load_average
 
 # Image channels and classes of each preset's dataset (so no dataset is needed here).
 DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1, 10), "cifar10": (3, 10)}

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from largo.cli import main
 from helpers import tiny_config
+from largo.cli import main
 
 
 def _run(capsys, argv):

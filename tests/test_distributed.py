@@ -68,11 +68,12 @@ def test_sharded_generation_returns_each_image_once(runs, tmp_path):
     script = tmp_path / "gen.py"
     script.write_text(textwrap.dedent(f"""
         import torch
-        from largo.generate import generate_images
-        from largo.train.checkpoint import load_for_sampling
-        from largo.train.distributed import init_distributed, shutdown
+        from largo.sampling import generate_images
+        from largo.sampling import load_model
+        from largo.runtime.distributed import init_distributed, shutdown
         info = init_distributed(torch.device("cpu"))
-        net, cfg, _ = load_for_sampling({str(one)!r})
+        model = load_model({str(one)!r})
+        net, cfg, _ = model.net, model.cfg, model.class_names
         labels = torch.arange(7) % 10
         images = generate_images(net, cfg, labels, [100 + i for i in range(7)], sampler="ddim", steps=3,
                                  batch_size=2, dist_info=info)
@@ -82,10 +83,11 @@ def test_sharded_generation_returns_each_image_once(runs, tmp_path):
     """))
     result = _torchrun(2, str(script))
     assert result.returncode == 0, result.stderr[-3000:]
-    from largo.generate import generate_images
-    from largo.train.checkpoint import load_for_sampling
+    from largo.sampling import generate_images, load_model
 
-    net, cfg, _ = load_for_sampling(one)
+    model = load_model(one)
+
+    net, cfg, _ = model.net, model.cfg, model.class_names
     single = generate_images(net, cfg, torch.arange(7) % 10, [100 + i for i in range(7)], sampler="ddim", steps=3)
     sharded = torch.load(tmp_path / "two.pt", weights_only=True)
     assert sharded.shape[0] == 7 and torch.equal(sharded, single)

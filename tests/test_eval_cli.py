@@ -11,8 +11,8 @@ from PIL import Image
 from largo.cli import main
 from largo.data import load_images
 from largo.errors import LargoError
+from largo.io import sha256_file
 from largo.metrics import defaults
-from largo.metrics.classifier import sha256_file
 from largo.metrics.features import extract
 from largo.metrics.refstats import reference_outputs
 
@@ -130,8 +130,8 @@ def test_eval_with_random_inception_weights_marks_them_unverified(tmp_path, fash
 
 def test_eval_run_dir_samples_and_evaluates(tmp_path, data_root, capsys):
     from helpers import tiny_config
-
-    from largo.metrics.classifier import save_classifier, train_classifier
+    from largo.metrics.classifier import save_classifier
+    from largo.metrics.classifier_training import train_classifier
     from largo.train.trainer import Trainer
 
     run = tmp_path / "run"

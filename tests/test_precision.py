@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import largo.train.trainer as trainer_mod
+from helpers import tiny_config
 from largo.cli import main
 from largo.config import ModelConfig
 from largo.data.datasets import ImageSet
 from largo.models import build_unet
-from helpers import tiny_config
 
 
 def _net(channels_last: bool = False) -> torch.nn.Module:
@@ -133,10 +133,11 @@ def tiny_sampling_run(train_tiny):
 def test_bf16_sampling_on_cpu_is_close_to_fp32(tiny_sampling_run):
     """--precision bf16 runs the network under autocast (a real change: the images differ) but the sampler's
     arithmetic stays fp32/fp64, so images stay within a few grey levels of the fp32 ones."""
-    from largo.generate import generate_images
-    from largo.train.checkpoint import load_for_sampling
+    from largo.sampling import generate_images, load_model
 
-    net, cfg, _ = load_for_sampling(tiny_sampling_run)
+    model = load_model(tiny_sampling_run)
+
+    net, cfg, _ = model.net, model.cfg, model.class_names
     labels = torch.arange(8) % 10
     a = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="fp32").float()
     b = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="bf16").float()
@@ -146,10 +147,11 @@ def test_bf16_sampling_on_cpu_is_close_to_fp32(tiny_sampling_run):
 
 def test_unknown_sample_precision_is_refused(tiny_sampling_run):
     from largo.errors import LargoError
-    from largo.generate import generate_images
-    from largo.train.checkpoint import load_for_sampling
+    from largo.sampling import generate_images, load_model
 
-    net, cfg, _ = load_for_sampling(tiny_sampling_run)
+    model = load_model(tiny_sampling_run)
+
+    net, cfg, _ = model.net, model.cfg, model.class_names
     with pytest.raises(LargoError, match="sample_precision"):
         generate_images(net, cfg, torch.zeros(1, dtype=torch.long), steps=2, precision="fp8")
 
@@ -158,7 +160,7 @@ def test_unsupported_precision_or_compile_is_one_clear_error(monkeypatch):
     import shutil
 
     from largo.errors import LargoError
-    from largo.train.trainer import check_compile, resolve_precision
+    from largo.runtime import check_compile, resolve_precision
 
     with pytest.raises(LargoError, match="fp16 training needs a CUDA GPU"):
         resolve_precision("fp16", torch.device("cpu"))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from largo.generate import generate_images
+from largo.checkpoint import read_meta, resolve_checkpoint
 from largo.metrics.classifier import classifier_outputs, load_classifier
-from largo.train.checkpoint import load_for_sampling, read_meta, resolve_checkpoint
+from largo.sampling import generate_images, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,8 @@ def test_cpu_fashion_checkpoint_draws_recognisable_classes():
     assert (ckpt / "ema.safetensors").stat().st_size < 10 * 2**20  # the size limit for a Fashion model
     sample_cfg = read_meta(ckpt)["config"]["sample"]
     assert (sample_cfg["sampler"], sample_cfg["sample_steps"]) == ("dpmpp2m", 20)
-    net, cfg, names = load_for_sampling("fashion_mnist-32-cpu")
+    model = load_model("fashion_mnist-32-cpu")
+    net, cfg, names = model.net, model.cfg, model.class_names
     assert names[1] == "Trouser" and cfg.diffusion.prediction == "v"
     labels = torch.arange(30) % 10
     images = generate_images(net, cfg, labels, sampler="dpmpp2m", steps=10)

@@ -21,12 +21,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import largo.train.checkpoint as checkpoint_module
+import largo.checkpoint.store as checkpoint_module
 import largo.train.trainer as trainer_module
 from helpers import make_folder
+from largo.checkpoint import latest_checkpoint, load_state
 from largo.cli import main
 from largo.data import load_images
-from largo.train.checkpoint import latest_checkpoint, load_state
 
 TINY = ["--resolution", "8", "--base-channels", "32", "--channel-mult", "1", "--num-res-blocks", "1",
         "--attention-resolutions", "", "--num-heads", "1", "--dropout", "0.1", "--batch-size", "4",

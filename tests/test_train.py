@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from largo.cli import main
-from largo.train.checkpoint import latest_checkpoint, load_for_sampling
-from largo.train.trainer import Trainer
 from helpers import tiny_config
+from largo.checkpoint import latest_checkpoint
+from largo.cli import main
+from largo.sampling import load_model
+from largo.train.trainer import Trainer
 
 
 def _weights(run_dir):
@@ -63,10 +64,11 @@ def test_sample_cli_writes_grid_and_one_png_per_image(uninterrupted, tmp_path, s
 
 
 def test_sampling_is_reproducible_and_independent_of_batch_size(uninterrupted):
-    from largo.generate import generate_images
+    from largo.sampling import generate_images
 
     run, _ = uninterrupted
-    net, cfg, _ = load_for_sampling(run)
+    model = load_model(run)
+    net, cfg, _ = model.net, model.cfg, model.class_names
     labels = torch.tensor([0, 1, 2, 3])
     a = generate_images(net, cfg, labels, [5, 6, 7, 8], sampler="ddim", steps=4, batch_size=4)
     b = generate_images(net, cfg, labels, [5, 6, 7, 8], sampler="ddim", steps=4, batch_size=3)

@@ -9,10 +9,10 @@ from PIL import Image
 
 from largo.cli import main
 from largo.diffusion.schedules import NoiseSchedule
+from largo.draw.grid import LABEL_W, LINE_H, PAD, TITLE_H
 from largo.errors import LargoError
 from largo.viz.curves import CURVES_SIZE, read_log, smooth
 from largo.viz.forward import forward_process, forward_timesteps, pick_images
-from largo.viz.grid import LABEL_W, LINE_H, PAD, TITLE_H
 from largo.viz.histogram import HIST_PANEL
 from largo.viz.sampling import frame_indices
 

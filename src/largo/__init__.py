@@ -1,3 +1,52 @@
-"""largo: class-conditional image generation with denoising diffusion models."""
+"""largo: class-conditional image generation with denoising diffusion models.
 
-__version__ = "0.1.0"
+The Python API, the same library functions the `largo` command calls:
+
+    import largo
+    pipe = largo.Pipeline.from_pretrained("fashion_mnist-32-cpu")      # a released name, a run or a checkpoint
+    images = pipe(["Sneaker", "Bag"], per_class=4, steps=20)            # 8 PIL images
+    cfg = largo.preset_config("demo")                                   # typed dataclass config
+    summary = largo.train(cfg, "runs/mine")                             # a run directory with checkpoints
+    metrics = largo.evaluate_images(pipe(per_class=50, output="tensor"), labels, dataset="fashion_mnist")
+
+Names are imported on first use, so `import largo` (and `largo --help`) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from largo.version import __version__
+
+# Public name → the module that defines it.
+_EXPORTS = {
+    "Pipeline": "largo.sampling",
+    "SamplingOptions": "largo.sampling",
+    "load_model": "largo.sampling",
+    "generate_images": "largo.sampling",
+    "RunConfig": "largo.config",
+    "preset_config": "largo.config",
+    "PRESETS": "largo.config",
+    "train": "largo.train",
+    "Trainer": "largo.train",
+    "EvalSettings": "largo.evaluation",
+    "evaluate_images": "largo.evaluation",
+    "evaluate_folder": "largo.evaluation",
+    "evaluate_run": "largo.evaluation",
+    "LargoError": "largo.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'largo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # src/largo/paths.py -> repository root (editable installs)
+RELEASED_DIR = REPO_ROOT / "checkpoints"  # released checkpoints and the shipped domain classifiers
 
 
 def cache_dir(*parts: str) -> Path:

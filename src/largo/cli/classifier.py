@@ -4,7 +4,6 @@ and a label checker, with no download."""
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 
@@ -43,117 +42,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def resolve_device(name: str):
-    import torch
-
-    from largo.errors import LargoError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise LargoError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LargoError(f"--device {name}: CUDA is not available here")
-    return dev
-
-
-def _command(args: argparse.Namespace) -> str:
-    parts = ["largo", "classifier", "train", "--dataset", args.dataset, "--resolution", str(args.resolution)]
-    for flag, value in (("--out", args.out), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--lr", args.lr), ("--seed", args.seed), ("--device", args.device),
-                        ("--data-root", args.data_root), ("--limit", args.limit), ("--test-limit", args.test_limit)):
-        if value not in (None, "", 0) or (flag == "--seed" and value):
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    import datetime as dt
-    import platform
+    from largo.metrics.classifier_training import (
+        ClassifierRequest,
+        train_domain_classifier,
+    )
+    from largo.runtime import resolve_device
 
-    import torch
-
-    from largo.data import load_images
-    from largo.errors import LargoError
-    from largo.metrics import defaults
-    from largo.metrics.classifier import save_classifier, train_classifier
-
-    epochs = defaults.CLASSIFIER_EPOCHS if args.epochs is None else args.epochs
-    batch_size = defaults.CLASSIFIER_BATCH_SIZE if args.batch_size is None else args.batch_size
-    lr = defaults.CLASSIFIER_LR if args.lr is None else args.lr
-    if epochs < 1 or batch_size < 1 or lr <= 0 or args.limit < 0 or args.test_limit < 0:
-        raise LargoError("--epochs and --batch-size must be >= 1, --lr > 0, --limit/--test-limit >= 0")
-    if args.resolution < 8:
-        raise LargoError("--resolution must be >= 8")
-    device = resolve_device(args.device)
-    train = load_images(args.dataset, "train", args.resolution, args.data_root)
-    test = load_images(args.dataset, "test", args.resolution, args.data_root)
-    tr_x, tr_y = train.images, train.labels
-    te_x, te_y = test.images, test.labels
-    if args.limit:
-        tr_x, tr_y = tr_x[:args.limit], tr_y[:args.limit]
-    if args.test_limit:
-        te_x, te_y = te_x[:args.test_limit], te_y[:args.test_limit]
-    out = args.out or _default_out(args.dataset, args.resolution)
-    hflip = args.dataset not in defaults.NO_HFLIP_DATASETS
-    print(f"largo: training a classifier on {args.dataset} ({len(tr_y)} train / {len(te_y)} test images, "
-          f"{args.resolution}px, {len(train.class_names)} classes) on {device}", flush=True)
-    r = train_classifier(tr_x, tr_y, te_x, te_y, list(train.class_names), epochs=epochs, batch_size=batch_size,
-                         lr=lr, hflip=hflip, seed=args.seed, device=device,
-                         log=lambda s: print(f"largo: {s}", flush=True))
-    meta = {
-        "dataset": args.dataset, "resolution": args.resolution, "class_names": list(train.class_names),
-        "test_accuracy": r.test_accuracy, "test_per_class_accuracy": r.per_class,
-        "n_train": int(len(tr_y)), "n_test": int(len(te_y)), "test_split": "test",
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": args.seed, "hflip": hflip,
-        "augment": "random translation up to 2 px" + (" + horizontal flip" if hflip else ""),
-        "optimizer": f"AdamW(weight_decay={defaults.CLASSIFIER_WEIGHT_DECAY}), one-cycle cosine",
-        "command": _command(args), "data_root": args.data_root or "default (see largo.paths.default_data_root)",
-        "device": str(device), "train_seconds": round(r.seconds, 1),
-        "history": r.history, "torch_version": torch.__version__, "platform": platform.platform(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    save_classifier(r.model, out, meta)
-    print(f"largo: test accuracy {r.test_accuracy:.4f} on {len(te_y)} images; saved {out}")
+    req = ClassifierRequest(dataset=args.dataset, resolution=args.resolution, out=args.out, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                            data_root=args.data_root, limit=args.limit, test_limit=args.test_limit)
+    r, out = train_domain_classifier(req, resolve_device(args.device), log=lambda s: print(f"largo: {s}", flush=True))
+    print(f"largo: test accuracy {r.test_accuracy:.4f} on {sum(x['n'] for x in r.per_class)} "
+          f"images; saved {out}")
     return 0
 
 
-def _default_out(dataset: str, resolution: int) -> Path:
-    from largo.metrics import defaults
-    from largo.paths import cache_dir
-
-    return cache_dir("classifiers") / defaults.classifier_dirname(dataset, resolution)
-
-
 def run_test(args: argparse.Namespace) -> int:
-    from largo.data import load_images
-    from largo.errors import LargoError
-    from largo.metrics.classifier import (accuracy_table, check_classifier, classifier_outputs, find_classifier,
-                                          load_classifier)
+    from largo.metrics.classifier_training import test_domain_classifier
+    from largo.runtime import resolve_device
 
-    device = resolve_device(args.device)
-    path = args.path
-    if path is None:
-        if not args.dataset:
-            raise LargoError("give a classifier folder or --dataset (and --resolution)")
-        path = find_classifier(args.dataset, args.resolution or 32)
-        if path is None:
-            raise LargoError(f"no classifier for {args.dataset} at {args.resolution or 32}px; train one with "
-                             f"`largo classifier train --dataset {args.dataset}`")
-    model, config = load_classifier(path, device)
-    dataset = args.dataset or config["dataset"]
-    resolution = args.resolution or config["arch"]["resolution"]
-    test = load_images(dataset, "test", resolution, args.data_root)
-    check_classifier(config, dataset, resolution, test.channels, list(test.class_names))
-    x, y = test.images, test.labels
-    if args.test_limit:
-        x, y = x[:args.test_limit], y[:args.test_limit]
-    _, logits = classifier_outputs(model, x, 512, device)
-    table = accuracy_table(logits.argmax(1), y, list(test.class_names))
+    table, config = test_domain_classifier(args.path, args.dataset, args.resolution, resolve_device(args.device),
+                                           args.data_root, args.test_limit)
     for row in table["per_class"]:
         print(f"  {row['class']:>3} {row['name'][:24]:<24} n={row['n']:<6} accuracy {row['accuracy']:.4f}")
-    print(f"largo: {config['path']}: test accuracy {table['overall']:.4f} on {len(y)} images "
+    n = sum(row["n"] for row in table["per_class"])
+    print(f"largo: {config['path']}: test accuracy {table['overall']:.4f} on {n} images "
           f"(recorded: {config.get('test_accuracy', float('nan')):.4f})")
     return 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from largo.cli.sampling_flags import add_sampling_flags, resolve_sampling
+from largo.cli.sampling_flags import add_sampling_flags, flag_label, sampling_overrides
+from largo.errors import LargoError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,118 +55,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _num(x: float) -> str:
-    return f"{x:g}".replace("-", "m")
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    from largo.errors import LargoError
+def run(args: argparse.Namespace) -> int:
+    from largo.evaluation import EvalSettings, evaluate_folder, evaluate_run
+    from largo.metrics.evaluate import format_summary
 
     if bool(args.run_dir) == bool(args.images):
         raise LargoError("give either RUN_DIR (sample and evaluate) or --images DIR, not both or neither")
     if args.images and not args.dataset:
         raise LargoError("--images needs --dataset NAME (the real images to compare against)")
-    if args.n < 2 or args.batch_size < 1:
-        raise LargoError("--n must be >= 2 and --batch-size >= 1")
-    if args.ref_n < 0 or args.kid_subsets < 1 or args.prc_k < 1 or args.prc_max < 2:
-        raise LargoError("--ref-n must be >= 0, --kid-subsets and --prc-k >= 1, --prc-max >= 2")
-    if args.kid_subset_size is not None and args.kid_subset_size < 2:
-        raise LargoError("--kid-subset-size must be >= 2")
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from largo.cli.classifier import resolve_device
-    from largo.errors import LargoError
-    from largo.metrics.evaluate import (EvalOptions, build_feature_spaces, evaluate, format_summary, load_reference,
-                                        write_result)
-    from largo.metrics.kid import resolve_subset_size
-
-    from largo.train.distributed import init_distributed, local_device, shutdown
-
-    _check_args(args)
-    device = resolve_device(args.device)
-    # Under torchrun, sampling is split across ranks; every rank computes the metrics, rank 0 writes them.
-    dist_info = init_distributed(device)
-    device = local_device(device, dist_info)
-    opts = EvalOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, prc_k=args.prc_k,
-                       prc_max=args.prc_max, batch_size=args.batch_size, seed=args.seed)
-    source: dict
-
+    settings = EvalSettings(
+        n=args.n, seed=args.seed, batch_size=args.batch_size, ref_split=args.ref_split, ref_n=args.ref_n,
+        data_root=args.data_root, classifier=args.classifier, use_classifier=not args.no_classifier,
+        inception_weights=args.inception_weights, use_inception=not args.no_inception, kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size, prc_k=args.prc_k, prc_max=args.prc_max, device=args.device)
     if args.images:
-        from largo.metrics.folder import load_image_folder, probe_resolution
-
-        resolution = args.resolution or probe_resolution(args.images)  # also: not a folder / empty -> error
-        ref = load_reference(args.dataset, args.ref_split, resolution, args.data_root or "", args.ref_n, args.seed)
-        images, labels, info = load_image_folder(args.images, ref.class_names, int(ref.images.shape[1]), resolution)
-        if args.kid_subset_size is not None:
-            resolve_subset_size(len(ref.labels), len(images), args.kid_subset_size)
-        spaces = build_feature_spaces(ref, args.classifier, args.inception_weights, not args.no_classifier,
-                                      not args.no_inception, str(device), opts.skipped)
-        source = {"kind": "images", **info}
-        name = args.name or args.images.resolve().name
-        out_path = args.out or args.images.resolve().parent / "eval" / f"{name}.json"
+        result, path = evaluate_folder(args.images, args.dataset, settings, args.resolution, args.name, args.out)
     else:
-        from largo.generate import generate_images
-        from largo.train.checkpoint import load_for_sampling, read_meta, resolve_checkpoint
-
-        ckpt = resolve_checkpoint(args.run_dir)
-        net, cfg, class_names = load_for_sampling(ckpt, device, weights=args.weights)
-        sm = resolve_sampling(args, cfg)
-        k = cfg.model.num_classes
-        data_root = cfg.data.data_root if args.data_root is None else args.data_root
-        ref = load_reference(cfg.data.dataset, args.ref_split, cfg.data.resolution, data_root, args.ref_n, args.seed)
-        if k and k != len(ref.class_names):
-            raise LargoError(f"the run has {k} classes but {cfg.data.dataset} has {len(ref.class_names)}")
-        if args.kid_subset_size is not None:
-            resolve_subset_size(len(ref.labels), args.n, args.kid_subset_size)
-        spaces = build_feature_spaces(ref, args.classifier, args.inception_weights, not args.no_classifier,
-                                      not args.no_inception, str(device), opts.skipped)
-        labels = torch.arange(args.n) % k if k else None
-        seeds = [args.seed + i for i in range(args.n)]
-        print(f"largo: sampling {args.n} images ({sm.sampler}, {sm.steps} steps, cfg {sm.cfg_scale:g}, eta {sm.eta:g}, "
-              f"{sm.spacing}) on {device}", flush=True)
-        images = generate_images(net, cfg, labels if labels is not None else torch.zeros(args.n, dtype=torch.long),
-                                 seeds, **sm.kwargs(),
-                                 batch_size=args.batch_size, device=device, progress=True, dist_info=dist_info)
-        run_root = _run_root(Path(args.run_dir), ckpt)
-        meta = read_meta(ckpt)
-        source = {"kind": "run", "run_dir": str(run_root), "checkpoint": str(ckpt), "step": meta.get("step"),
-                  "weights": args.weights, "sampler": sm.sampler, "steps": sm.steps, "cfg": sm.cfg_scale,
-                  "eta": sm.eta, "clip_x0": sm.clip_x0, "cfg_interval": sm.cfg_interval, "precision": sm.precision,
-                  "spacing": sm.spacing, "seed": args.seed, "n": args.n, "batch_size": args.batch_size,
-                  "classes": "cycled 0..K-1" if k else "unconditional"}
-        name = args.name or (f"{ckpt.name}-{sm.sampler}-{sm.steps}steps-cfg{_num(sm.cfg_scale)}-eta{_num(sm.eta)}-"
-                             f"n{args.n}-seed{args.seed}")
-        out_path = args.out or run_root / "eval" / f"{name}.json"
-        if args.save_images and dist_info.is_main:
-            _save_pngs(images, labels, out_path.parent / name)
-
-    result = evaluate(images, labels, ref, spaces, opts)
-    result = {"name": name, "source": source, **result}
-    if dist_info.is_main:
-        write_result(out_path, result)
+        result, path = evaluate_run(args.run_dir, settings, sampling_overrides(args), weights=args.weights,
+                                    name=args.name, out=args.out, save_images=args.save_images, label=flag_label,
+                                    log=lambda line: print(line, flush=True))
+    if path is not None:  # rank 0 (or the only process)
         print(format_summary(result, per_class=not args.quiet))
-        print(f"largo: wrote {out_path}")
-    shutdown(dist_info)
+        print(f"largo: wrote {path}")
     return 0
-
-
-def _run_root(given: Path, ckpt: Path) -> Path:
-    for p in (given, ckpt.parent.parent):
-        if (p / "config.json").is_file() or (p / "checkpoints").is_dir():
-            return p
-    return ckpt
-
-
-def _save_pngs(images, labels, folder: Path) -> None:
-    from PIL import Image
-
-    for i, img in enumerate(images):
-        sub = folder / (str(int(labels[i])) if labels is not None else "")
-        sub.mkdir(parents=True, exist_ok=True)
-        arr = img.permute(1, 2, 0).numpy()
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(sub / f"{i:06d}.png")
-
-

@@ -19,27 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from safetensors.torch import load_file, save_file
+    from largo.checkpoint import export_release
 
-    from largo.errors import LargoError
-    from largo.io import atomic_write, atomic_write_json
-    from largo.train.checkpoint import read_meta, resolve_checkpoint
-
-    ckpt = resolve_checkpoint(args.source)
-    meta = read_meta(ckpt)
-    if args.out.resolve() == ckpt.resolve():
-        raise LargoError("--out must differ from the source checkpoint")
-    state = load_file(str(ckpt / "ema.safetensors"))
-    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    for name, value in state.items():
-        if not torch.isfinite(value.float()).all():
-            raise LargoError(f"EMA weight {name} is not finite in {args.dtype}; export with --dtype fp32")
-    atomic_write(args.out / "ema.safetensors", lambda tmp: save_file(state, tmp))
-    release = {**meta, "exported_from": str(ckpt), "weights_dtype": args.dtype}
-    atomic_write_json(args.out / "meta.json", release)
-    size = (args.out / "ema.safetensors").stat().st_size / 2**20
-    print(f"largo: exported step {meta['step']} EMA weights ({args.dtype}, {size:.1f} MiB) → {args.out}")
-    print(json.dumps({"params": sum(v.numel() for v in state.values())}))
+    r = export_release(args.source, args.out, args.dtype)
+    print(f"largo: exported step {r['step']} EMA weights ({r['dtype']}, {r['size_mib']:.1f} MiB) → {r['out']}")
+    print(json.dumps({"params": r["params"]}))
     return 0

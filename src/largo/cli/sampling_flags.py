@@ -1,61 +1,59 @@
-"""Sampling flags shared by `largo sample` and `largo eval`: declared once, resolved once against the run's
-sample config (a flag left out takes the run's value)."""
+"""Sampling flags, declared once for every command that samples (sample, eval, viz, report) and turned into
+`SamplingOptions` by the one resolver (`SamplingOptions.resolve`): a flag left out takes the run's value."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
 
-from largo.config import SAMPLE_PRECISIONS, SAMPLERS, SPACINGS, RunConfig, _parse_bool
+from largo.config import SAMPLE_PRECISIONS, SAMPLERS, SPACINGS, RunConfig, parse_bool
 from largo.errors import LargoError
 
-
-def add_sampling_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, help="default: the run's sample config")
-    p.add_argument("--steps", type=int, help="sampling steps (Heun: NFE = 2·steps − 1)")
-    p.add_argument("--eta", type=float, help="DDIM η (0 = deterministic)")
-    p.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
-    p.add_argument("--cfg", type=float, help="guidance scale w (1 = no guidance, 0 = unconditional)")
-    p.add_argument("--cfg-interval", default="", metavar="LO,HI", help="guide only for timesteps in [LO, HI]")
-    p.add_argument("--clip-x0", type=_parse_bool, default=None, metavar="BOOL",
-                   help="clip x0 estimates to [-1, 1] (default: the run's sample config)")
-    p.add_argument("--precision", choices=SAMPLE_PRECISIONS, default=None,
-                   help="network precision while sampling (auto: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--weights", choices=("ema", "online"), default="ema", help="EMA (default) or online weights")
+# SampleConfig field → the flag that sets it, so errors name what the user typed.
+FLAG_NAMES = {"sampler": "--sampler", "sample_steps": "--steps", "eta": "--eta", "spacing": "--spacing",
+              "cfg": "--cfg", "cfg_interval": "--cfg-interval", "clip_x0": "--clip-x0",
+              "sample_precision": "--precision"}
+ALL = ("sampler", "steps", "eta", "spacing", "cfg", "cfg_interval", "clip_x0", "precision", "weights")
 
 
-@dataclass
-class Sampling:
-    sampler: str
-    steps: int
-    eta: float
-    spacing: str
-    cfg_scale: float
-    cfg_interval: tuple[int, int] | None
-    clip_x0: bool
-    precision: str
+def add_sampling_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, only: tuple[str, ...] = ALL) -> None:
+    """Declare the sampling flags named in `only` (default: all of them)."""
+    declare = {
+        "sampler": lambda: p.add_argument("--sampler", choices=SAMPLERS, help="default: the run's sample config"),
+        "steps": lambda: p.add_argument("--steps", type=int, help="sampling steps (Heun: NFE = 2·steps − 1)"),
+        "eta": lambda: p.add_argument("--eta", type=float, help="DDIM η (0 = deterministic)"),
+        "spacing": lambda: p.add_argument("--spacing", choices=SPACINGS, help="timestep spacing"),
+        "cfg": lambda: p.add_argument("--cfg", type=float,
+                                      help="guidance scale w (1 = no guidance, 0 = unconditional)"),
+        "cfg_interval": lambda: p.add_argument("--cfg-interval", default="", metavar="LO,HI",
+                                               help="guide only for timesteps in [LO, HI]"),
+        "clip_x0": lambda: p.add_argument("--clip-x0", type=parse_bool, default=None, metavar="BOOL",
+                                          help="clip x0 estimates to [-1, 1] (default: the run's sample config)"),
+        "precision": lambda: p.add_argument("--precision", choices=SAMPLE_PRECISIONS, default=None,
+                                            help="network precision while sampling (auto: bf16 on CUDA, fp32 on CPU)"),
+        "weights": lambda: p.add_argument("--weights", choices=("ema", "online"), default="ema",
+                                          help="EMA (default) or online weights"),
+    }
+    for name in only:
+        declare[name]()
 
-    def kwargs(self) -> dict:
-        """Keyword arguments for `largo.generate.generate_images`."""
-        return asdict(self)
+
+def flag_label(field: str) -> str:
+    return FLAG_NAMES.get(field, field)
 
 
-def resolve_sampling(args: argparse.Namespace, cfg: RunConfig) -> Sampling:
-    s = cfg.sample
-    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
-    choice = Sampling(sampler=args.sampler or s.sampler, steps=pick(args.steps, s.sample_steps),
-                      eta=pick(args.eta, s.eta), spacing=args.spacing or s.spacing, cfg_scale=pick(args.cfg, s.cfg),
-                      cfg_interval=parse_interval(args.cfg_interval), clip_x0=pick(args.clip_x0, s.clip_x0),
-                      precision=args.precision or s.sample_precision)
-    if not 1 <= choice.steps <= cfg.diffusion.timesteps:
-        raise LargoError(f"--steps must be in [1, {cfg.diffusion.timesteps}], got {choice.steps}")
-    if choice.eta < 0:
-        raise LargoError(f"--eta must be >= 0, got {choice.eta:g}")
-    if choice.cfg_scale < 0:
-        raise LargoError(f"--cfg must be >= 0, got {choice.cfg_scale:g}")
-    if cfg.model.num_classes == 0 and choice.cfg_scale != 1:
-        raise LargoError("this checkpoint is unconditional: classifier-free guidance needs --cfg 1")
-    return choice
+def sampling_overrides(args: argparse.Namespace) -> dict:
+    """The sampling flags the user gave, as `SamplingOptions.resolve` keywords (absent flags are None)."""
+    return {"sampler": getattr(args, "sampler", None), "steps": getattr(args, "steps", None),
+            "eta": getattr(args, "eta", None), "spacing": getattr(args, "spacing", None),
+            "cfg_scale": getattr(args, "cfg", None), "cfg_interval": parse_interval(getattr(args, "cfg_interval", "")),
+            "clip_x0": getattr(args, "clip_x0", None), "precision": getattr(args, "precision", None)}
+
+
+def sampling_options(args: argparse.Namespace, cfg: RunConfig):
+    """The run's sample config with the flags the user gave on top, checked (errors name the flags)."""
+    from largo.sampling import SamplingOptions
+
+    return SamplingOptions.resolve(cfg, **sampling_overrides(args), label=flag_label)
 
 
 def parse_interval(text: str) -> tuple[int, int] | None:

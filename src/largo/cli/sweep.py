@@ -24,39 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.sweep import load_spec, run_sweep
+    from largo.errors import LargoError
+    from largo.sweep import load_spec, plan, run_sweep
 
     spec = load_spec(args.config, checkpoint=args.checkpoint, out=args.out, n=args.n, device=args.device)
     if args.checkpoint and spec.train_grid:
-        from largo.errors import LargoError
-
         raise LargoError("--checkpoint does not apply to a training sweep (train_grid)")
     if args.dry_run:
-        _dry_run(spec)
+        cells = plan(spec)
+        for status, name in cells:
+            print(f"{status:<5}  {name}")
+        print(f"largo: {len(cells)} cells, N = {spec.n}, out {spec.out}")
         return 0
     run_sweep(spec, progress=args.progress)
     return 0
-
-
-def _dry_run(spec) -> None:
-    from largo.config import RunConfig
-    from largo.sweep import cell_status, checkpoint_groups, sampling_cells, train_cells
-    from largo.train.checkpoint import latest_checkpoint, read_meta
-
-    if spec.train_grid:
-        groups = []
-        for t in train_cells(spec):
-            ckpt = latest_checkpoint(spec.out / "runs" / t["name"])  # None until trained
-            groups.append((t["name"] + "__", ckpt, t["config"].sample))
-    else:
-        groups = [(prefix, ckpt, RunConfig.from_dict(read_meta(ckpt)["config"]).sample)
-                  for prefix, ckpt in checkpoint_groups(spec)]
-    total = 0
-    for prefix, ckpt, sample_defaults in groups:
-        meta = read_meta(ckpt) if ckpt is not None else {}
-        for c in sampling_cells(spec, sample_defaults):
-            name = prefix + c["name"]
-            status = cell_status(spec, ckpt, meta, c, name) if ckpt is not None else "todo (not trained)"
-            print(f"{status:<5}  {name}")
-            total += 1
-    print(f"largo: {total} cells, N = {spec.n}, out {spec.out}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from largo.config import PRESETS, RunConfig, add_config_flags, apply_flags, preset_config
+from largo.config import PRESETS, add_config_flags, flag_overrides
+from largo.errors import LargoError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,42 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.errors import LargoError
-    from largo.train.trainer import Trainer
+    from largo.train import new_run_config, resume_config, train
 
+    overrides = flag_overrides(args)
     if args.resume:
-        run_dir = args.resume
         if args.preset or args.config or args.run_dir:
             raise LargoError("--resume takes its config from the run; drop --preset/--config/--run-dir")
-        cfg = RunConfig.load(run_dir / "config.json")
-        frozen = [n for n in ("data", "model", "diffusion")
-                  if _given(args, n)]
-        if frozen:
-            raise LargoError(f"--resume cannot change the {', '.join(frozen)} config of a run; only train and "
-                             f"sample flags")
-        cfg = apply_flags(cfg, args, sections=("train", "sample"))
+        cfg, run_dir = resume_config(args.resume, overrides), args.resume
     else:
-        cfg = RunConfig.load(args.config) if args.config else (preset_config(args.preset) if args.preset
-                                                               else RunConfig())
-        cfg = apply_flags(cfg, args)
-        name = cfg.preset or cfg.data.dataset.replace("folder:", "folder-").replace("/", "_")
-        run_dir = args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "checkpoints").exists() or (run_dir / "config.json").exists():
-            raise LargoError(f"run directory {run_dir} already holds a run; use --resume {run_dir} to continue "
-                             f"it or choose another --run-dir")
-    cfg.validate()
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    print(f"largo: training {cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} "
-          f"({trainer.amp_dtype}), {sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M parameters, "
-          f"step {trainer.step} → {trainer.total_steps}; run: {run_dir}", flush=True)
-    summary = trainer.fit()
+        cfg, run_dir = new_run_config(args.preset, args.config, overrides), args.run_dir
+    summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet,
+                    log=lambda line: print(f"largo: {line}", flush=True))
     print(f"largo: stopped at step {summary['step']} ({summary['stop_reason']}) after {summary['minutes']:.1f} min")
     print(f"largo: checkpoint {summary['checkpoint']}")
     print(f"largo: samples    {summary['grid']}")
     return 0
-
-
-def _given(args: argparse.Namespace, section: str) -> bool:
-    from largo.config import SECTIONS, _field_types
-
-    return any(getattr(args, n, None) is not None for n in _field_types(SECTIONS[section]))

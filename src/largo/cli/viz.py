@@ -17,7 +17,8 @@ import argparse
 import re
 from pathlib import Path
 
-from largo.config import SAMPLERS, SCHEDULES, SPACINGS
+from largo.cli.sampling_flags import add_sampling_flags, sampling_options
+from largo.config import SAMPLERS, SCHEDULES
 from largo.errors import LargoError
 
 
@@ -27,6 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     vs = p.add_subparsers(dest="picture", metavar="PICTURE")
 
+    _register_forward(vs)
+    _register_trajectory(vs)
+    _register_grid(vs)
+    _register_cfg_sweep(vs)
+    _register_samplers(vs)
+    _register_curves(vs)
+    _register_histogram(vs)
+
+
+def _register_forward(vs: argparse._SubParsersAction) -> None:
     f = vs.add_parser("forward", help="x_t of real images at evenly spaced t, one block per schedule",
                       description="The forward process q(x_t | x_0) on real test images: columns are evenly spaced "
                                   "t from 0 (the input) to T-1 (pure noise), labelled with t and ᾱ_t; one block "
@@ -43,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, help="PNG path (default: ./forward-<dataset>-<resolution>.png)")
     f.set_defaults(func=run_forward)
 
+
+def _register_trajectory(vs: argparse._SubParsersAction) -> None:
     t = vs.add_parser("trajectory", help="x_t and predicted x̂₀ every k reverse steps",
                       description="Follow one sample through the reverse process: row x_t (the state) and row "
                                   "x̂₀ (the network's estimate of the final image) every k steps, then the output.")
@@ -50,19 +63,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--class", dest="class_name", default="", help="class name or index (default: the first)")
     t.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     t.add_argument("--n", type=int, default=1, help="samples (seeds SEED…SEED+n-1), two rows each (default 1)")
-    _sampling_args(t)
+    add_sampling_flags(t, only=PICTURE_FLAGS)
     t.add_argument("--every", type=int, help="show every k-th step (default: steps // 8)")
     t.add_argument("--frames", type=int, help="or: this many steps evenly spaced (at most the step count)")
     t.set_defaults(func=run_trajectory)
 
+
+def _register_grid(vs: argparse._SubParsersAction) -> None:
     g = vs.add_parser("grid", help="samples, one row per class (names on the left)")
     _run_args(g)
     g.add_argument("--classes", default="", help="comma-separated names or indices (default: all, at most 16)")
     g.add_argument("--n", type=int, default=8, help="images per class (default 8)")
     g.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i")
-    _sampling_args(g)
+    add_sampling_flags(g, only=PICTURE_FLAGS)
     g.set_defaults(func=run_grid)
 
+
+def _register_cfg_sweep(vs: argparse._SubParsersAction) -> None:
     c = vs.add_parser("cfg-sweep", help="same seeds at guidance scales w = 0, 1, 2, 3, 5, 7 (columns)",
                       description="Rows are classes; each row keeps one seed while the guidance scale w grows "
                                   "across the columns (w = 0 unconditional, 1 conditional without guidance).")
@@ -71,9 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--classes", default="", help="comma-separated names or indices (default: all, at most 16)")
     c.add_argument("--n", type=int, default=1, help="seeds (rows) per class (default 1)")
     c.add_argument("--seed", type=int, default=0, help="row r uses seed SEED+r")
-    _sampling_args(c, cfg=False)
+    add_sampling_flags(c, only=("sampler", "steps", "eta", "spacing"))
     c.set_defaults(func=run_cfg_sweep)
 
+
+def _register_samplers(vs: argparse._SubParsersAction) -> None:
     s = vs.add_parser("samplers", help="same seeds, rows = sampler × NFE",
                       description="Rows are sampler × NFE (network evaluations; for heun the budget), columns are "
                                   "classes; column j uses seed SEED+j in every row.")
@@ -82,17 +101,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--nfe", default="10,20,50", help="comma-separated NFE per sampler (default 10,20,50)")
     s.add_argument("--classes", default="", help="comma-separated names or indices (default: all, at most 16)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--cfg", type=float, help="guidance scale w (default: the run's)")
-    s.add_argument("--eta", type=float, help="DDIM η")
-    s.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
+    add_sampling_flags(s, only=("cfg", "eta", "spacing"))
     s.set_defaults(func=run_samplers)
 
+
+def _register_curves(vs: argparse._SubParsersAction) -> None:
     cu = vs.add_parser("curves", help="training loss (raw, smoothed) and learning rate from log.jsonl")
     cu.add_argument("run_dir", type=Path, help="run directory")
     cu.add_argument("--smoothing", type=float, default=0.9, help="EMA weight of the smoothed loss (default 0.9)")
     cu.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/viz/curves.png)")
     cu.set_defaults(func=run_curves)
 
+
+def _register_histogram(vs: argparse._SubParsersAction) -> None:
     h = vs.add_parser("histogram", help="pixel-intensity histograms, real (test split) vs generated")
     _run_args(h)
     h.add_argument("--n", type=int, default=256, help="generated images, classes cycled (default 256)")
@@ -100,25 +121,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--linear", action="store_true", help="linear y axis (default: log)")
     h.add_argument("--data-root", default=None, help="dataset root (default: the run's)")
     h.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i")
-    _sampling_args(h)
+    add_sampling_flags(h, only=PICTURE_FLAGS)
     h.set_defaults(func=run_histogram)
+
+PICTURE_FLAGS = ("sampler", "steps", "eta", "spacing", "cfg")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory, checkpoint folder or released checkpoint name")
-    p.add_argument("--weights", choices=("ema", "online"), default="ema")
+    add_sampling_flags(p, only=("weights",))
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="PNG path (default: RUN_DIR/viz/<picture>.png)")
-
-
-def _sampling_args(p: argparse.ArgumentParser, cfg: bool = True) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, help="default: the run's sample config")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the run's)")
-    p.add_argument("--eta", type=float, help="DDIM η")
-    p.add_argument("--spacing", choices=SPACINGS, help="timestep spacing")
-    if cfg:
-        p.add_argument("--cfg", type=float, help="guidance scale w (default: the run's)")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -141,14 +155,15 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _open(args: argparse.Namespace):
-    from largo.train.trainer import resolve_device
-    from largo.viz.sampling import open_run
+    """(model, sampling options from the flags, folder for pictures, device)."""
+    from largo.runtime import resolve_device
+    from largo.sampling import load_model
 
     if getattr(args, "batch_size", 1) < 1:
         raise LargoError("--batch-size must be >= 1")
     device = resolve_device(args.device)
-    net, cfg, class_names, root = open_run(args.run_dir, device, args.weights)
-    return net, cfg, class_names, root, device
+    model = load_model(args.run_dir, device, args.weights)
+    return model, sampling_options(args, model.cfg), model.run_dir or Path("."), device
 
 
 def _save(image, path: Path, what: str) -> int:
@@ -158,93 +173,69 @@ def _save(image, path: Path, what: str) -> int:
     return 0
 
 
-def _sampling(args: argparse.Namespace) -> dict:
-    out = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "spacing": args.spacing}
-    if hasattr(args, "cfg"):
-        out["cfg_scale"] = args.cfg
-    return out
-
-
-# -- handlers --------------------------------------------------------------------------------------
+# -- handlers: parse, call one picture function, save ------------------------------------------------------
 def run_forward(args: argparse.Namespace) -> int:
-    from largo.data import load_images
-    from largo.viz.forward import forward_strip, forward_timesteps, pick_images
+    from largo.viz.forward import dataset_forward_strip
 
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
-    bad = [s for s in schedules if s not in SCHEDULES]
-    if bad or not schedules:
-        raise LargoError(f"unknown schedule(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SCHEDULES)}")
-    if args.n_images < 1:
-        raise LargoError("--n-images must be >= 1")
-    if args.timesteps < 2:
-        raise LargoError("--timesteps must be >= 2")
-    forward_timesteps(args.timesteps, args.frames)  # check the frame count before loading data
-    data = load_images(args.dataset, args.split, args.resolution, args.data_root)
-    idx = pick_images(data.labels, args.n_images)
-    if not idx:
-        raise LargoError(f"{args.dataset} ({args.split}) has no images")
-    labels = [data.class_names[int(data.labels[i])] if data.class_names else f"image {i}" for i in idx]
-    image = forward_strip(data.images[idx], labels, schedules, args.frames, args.timesteps, args.seed)
+    image = dataset_forward_strip(args.dataset, args.split, args.resolution, args.data_root, args.n_images,
+                                  args.frames, schedules, args.timesteps, args.seed)
     out = args.out or Path(f"forward-{_slug(args.dataset)}-{args.resolution}.png")
     return _save(image, out, "forward process")
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
-    from largo.cli.sample import parse_classes
+    from largo.sampling import parse_classes
     from largo.viz.sampling import trajectory_strip
 
     if args.n < 1:
         raise LargoError("--n must be >= 1")
-    net, cfg, class_names, root, device = _open(args)
-    classes = parse_classes(args.class_name, class_names) if args.class_name else [0]
+    model, options, root, device = _open(args)
+    classes = parse_classes(args.class_name, model.class_names) if args.class_name else [0]
     if len(classes) != 1:
         raise LargoError(f"--class takes one class, got {args.class_name!r}")
     seeds = [args.seed + i for i in range(args.n)]
-    image = trajectory_strip(net, cfg, class_names, classes[0], seeds, every=args.every, frames=args.frames,
-                             device=device, **_sampling(args))
-    name = class_names[classes[0]] if class_names else str(classes[0])
+    image = trajectory_strip(model, classes[0], seeds, options, every=args.every, frames=args.frames, device=device)
+    name = model.class_names[classes[0]] if model.class_names else str(classes[0])
     out = args.out or root / "viz" / f"trajectory-{_slug(name)}-seed{args.seed}.png"
     return _save(image, out, "trajectory")
 
 
 def run_grid(args: argparse.Namespace) -> int:
-    from largo.cli.sample import parse_classes
-    from largo.generate import class_grid
+    from largo.sampling import class_grid, parse_classes
 
     if args.n < 1:
         raise LargoError("--n must be >= 1")
-    net, cfg, class_names, root, device = _open(args)
-    classes = parse_classes(args.classes, class_names)
-    s = _sampling(args)
-    image = class_grid(net, cfg, class_names, per_class=args.n, classes=classes, seed=args.seed, device=device,
-                       batch_size=args.batch_size, **{key: v for key, v in s.items() if v is not None})
+    model, options, root, device = _open(args)
+    classes = parse_classes(args.classes, model.class_names)
+    image = class_grid(model.net, model.cfg, model.class_names, per_class=args.n, classes=classes, seed=args.seed,
+                       device=device, options=options, batch_size=args.batch_size)
     return _save(image, args.out or root / "viz" / "grid.png", "class grid")
 
 
 def run_cfg_sweep(args: argparse.Namespace) -> int:
-    from largo.cli.sample import parse_classes
+    from largo.sampling import parse_classes
     from largo.viz.sampling import cfg_sweep
 
     scales = tuple(_floats(args.scales, "--scales"))
     if args.n < 1:
         raise LargoError("--n must be >= 1")
-    net, cfg, class_names, root, device = _open(args)
-    classes = parse_classes(args.classes, class_names)
-    image = cfg_sweep(net, cfg, class_names, classes, scales, args.n, args.seed, batch_size=args.batch_size,
-                      device=device, **_sampling(args))
+    model, options, root, device = _open(args)
+    classes = parse_classes(args.classes, model.class_names)
+    image = cfg_sweep(model, classes, options, scales, args.n, args.seed, batch_size=args.batch_size, device=device)
     return _save(image, args.out or root / "viz" / "cfg-sweep.png", "guidance sweep")
 
 
 def run_samplers(args: argparse.Namespace) -> int:
-    from largo.cli.sample import parse_classes
+    from largo.sampling import parse_classes
     from largo.viz.sampling import sampler_grid
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     nfes = _ints(args.nfe, "--nfe")
-    net, cfg, class_names, root, device = _open(args)
-    classes = parse_classes(args.classes, class_names)
-    image = sampler_grid(net, cfg, class_names, classes, samplers, nfes, args.seed, cfg_scale=args.cfg,
-                         eta=args.eta, spacing=args.spacing, batch_size=args.batch_size, device=device)
+    model, options, root, device = _open(args)
+    classes = parse_classes(args.classes, model.class_names)
+    image = sampler_grid(model, classes, samplers, nfes, options, args.seed, batch_size=args.batch_size,
+                         device=device)
     return _save(image, args.out or root / "viz" / "samplers.png", "sampler comparison")
 
 
@@ -259,23 +250,11 @@ def run_curves(args: argparse.Namespace) -> int:
 
 
 def run_histogram(args: argparse.Namespace) -> int:
-    import torch
-
-    from largo.data import load_images
-    from largo.generate import generate_images
-    from largo.viz.histogram import histogram_image
+    from largo.viz.histogram import real_vs_generated_histogram
 
     if args.n < 1:
         raise LargoError("--n must be >= 1")
-    net, cfg, class_names, root, device = _open(args)
-    d = cfg.data
-    real = load_images(d.dataset, "test", d.resolution, d.data_root if args.data_root is None else args.data_root,
-                       bad_images=d.bad_images, split_seed=d.split_seed).images
-    labels = torch.arange(args.n, dtype=torch.long) % max(1, cfg.model.num_classes)
-    seeds = [args.seed + i for i in range(args.n)]
-    s = _sampling(args)
-    fake = generate_images(net, cfg, labels, seeds, batch_size=args.batch_size, device=device, progress=True,
-                           **{key: v for key, v in s.items() if v is not None})
-    title = f"{d.dataset} test split vs {args.n} samples"
-    image = histogram_image(real, fake, args.bins, logy=not args.linear, title=title)
+    model, options, root, device = _open(args)
+    image = real_vs_generated_histogram(model, options, args.n, args.bins, logy=not args.linear, seed=args.seed,
+                                        data_root=args.data_root, batch_size=args.batch_size, device=device)
     return _save(image, args.out or root / "viz" / "histogram.png", "pixel histograms")

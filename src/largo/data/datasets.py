@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.datasets as tvd
 from PIL import Image
 
 from largo.errors import LargoError
+from largo.io import atomic_write
 from largo.paths import cache_dir, default_data_root
 
 DATASETS = ("flowers102", "fashion_mnist", "mnist", "cifar10", "folder:PATH")
@@ -140,8 +142,6 @@ def _read_cache(path: Path) -> ImageSet | None:
 
 
 def _write_cache(path: Path, s: ImageSet) -> None:
-    from largo.io import atomic_write
-
     meta = json.dumps({"class_names": s.class_names, "skipped": s.skipped or []})
 
     def write(tmp: str) -> None:
@@ -175,8 +175,6 @@ def _missing(name: str, root: Path, expected: str, cause: BaseException | None =
 
 
 def _decode_tensor_dataset(name: str, root: Path, resolution: int, download: bool) -> ImageSet:
-    import torchvision.datasets as tvd
-
     cls = {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
     expected = {"fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
                 "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
@@ -227,8 +225,6 @@ def _load_pil(path: Path, resolution: int, mode: str) -> np.ndarray:
 
 
 def _decode_flowers(root: Path, resolution: int, download: bool) -> ImageSet:
-    import torchvision.datasets as tvd
-
     files: list[Path] = []
     labels: list[int] = []
     try:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from largo.diffusion.loss import model_num_classes
 from largo.diffusion.parameterization import check_prediction, to_eps, to_x0
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
+from largo.runtime import model_num_classes
 
 
 @dataclass

@@ -5,18 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from largo.config import DiffusionConfig
+from largo.config import WEIGHTINGS, DiffusionConfig
 from largo.diffusion.parameterization import check_prediction, training_target
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
-
-
-def model_num_classes(net: nn.Module) -> int:
-    """`num_classes` of a network, looking through DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
-    for obj in (net, getattr(net, "module", None), getattr(net, "_orig_mod", None)):
-        if obj is not None and hasattr(obj, "num_classes"):
-            return int(obj.num_classes)
-    raise LargoError("the network has no `num_classes` attribute (needed for the null class)")
+from largo.runtime import model_num_classes
 
 
 def min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
@@ -73,5 +66,5 @@ def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedul
         snr = (abar / (1.0 - abar)).to(torch.float32).to(device)
         per_sample = per_sample * min_snr_weight(snr, cfg.min_snr_gamma, cfg.prediction)
     elif cfg.loss_weighting != "uniform":
-        raise LargoError(f"unknown loss_weighting {cfg.loss_weighting!r}; valid: uniform, min_snr")
+        raise LargoError(f"unknown loss_weighting {cfg.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
     return per_sample.mean()

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from largo.config import PREDICTIONS
 from largo.errors import LargoError
-
-PREDICTIONS = ("eps", "x0", "v")
 
 
 def check_prediction(name: str) -> str:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from largo.config import check_sampling
 from largo.diffusion.denoiser import Denoised, Denoiser
-from largo.diffusion.schedules import SPACINGS
 from largo.errors import LargoError
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
 DDPM_VARIANCES = ("beta", "beta_tilde")
 
 
@@ -182,15 +182,8 @@ def heun_intervals(steps: int) -> int:
 
 
 def _check_args(denoiser: Denoiser, sampler: str, steps: int, eta: float, spacing: str, ddpm_variance: str):
-    T = denoiser.schedule.num_timesteps
-    if sampler not in SAMPLERS:
-        raise LargoError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-    if spacing not in SPACINGS:
-        raise LargoError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
-    if not 1 <= steps <= T:
-        raise LargoError(f"steps must be in [1, {T}], got {steps}")
-    if eta < 0 or (sampler == "ddim" and eta > 1):
-        raise LargoError(f"eta must be in [0, 1], got {eta}")
+    check_sampling({"sampler": sampler, "sample_steps": steps, "eta": eta, "spacing": spacing},
+                   denoiser.schedule.num_timesteps, label=lambda k: "steps" if k == "sample_steps" else k)
     if ddpm_variance not in DDPM_VARIANCES:
         raise LargoError(f"unknown ddpm_variance {ddpm_variance!r}; valid: {', '.join(DDPM_VARIANCES)}")
 
@@ -243,8 +236,6 @@ def sample(
     step_fn = _STEPS[sampler]
     indices = range(run.n)
     if progress:
-        from tqdm.auto import tqdm  # lazy: only when asked for
-
         indices = tqdm(indices, desc=f"{sampler} {steps}", leave=False)
     for i in indices:
         x_next, x0_hat = step_fn(run, i, x)

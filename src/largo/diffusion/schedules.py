@@ -16,10 +16,8 @@ import math
 import torch
 from torch import Tensor
 
+from largo.config import SCHEDULES, SPACINGS, DiffusionConfig
 from largo.errors import LargoError
-
-KINDS = ("linear", "cosine", "sigmoid")
-SPACINGS = ("leading", "linspace", "trailing")
 
 # Largest finite σ used by the σ view when ᾱ_{T-1} == 0 (zero terminal SNR); same value as diffusers' Euler.
 _ZTSNR_ALPHA_BAR = 2.0**-24
@@ -85,10 +83,15 @@ class NoiseSchedule:
         elif kind == "sigmoid":
             betas = _betas_from_alpha_bar(_sigmoid_abar, timesteps)
         else:
-            raise LargoError(f"unknown schedule {kind!r}; valid: {', '.join(KINDS)}")
+            raise LargoError(f"unknown schedule {kind!r}; valid: {', '.join(SCHEDULES)}")
         if zero_terminal_snr:
             betas = rescale_zero_terminal_snr(betas)
         return cls(betas, name=kind + ("+ztsnr" if zero_terminal_snr else ""))
+
+    @classmethod
+    def from_config(cls, cfg: DiffusionConfig) -> NoiseSchedule:
+        """The schedule a run was trained with: the one place a schedule is built from a config."""
+        return cls.make(cfg.schedule, cfg.timesteps, cfg.zero_terminal_snr)
 
     # -- basic quantities ------------------------------------------------------------------------
     @property

@@ -7,18 +7,17 @@ class names, test accuracy, the command that trained it, and the weights' sha256
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from largo.errors import LargoError
+from largo.io import atomic_write, atomic_write_json, sha256_file
 from largo.metrics import defaults
 
 FORMAT = "largo-classifier"
@@ -104,95 +103,9 @@ def accuracy_table(pred: torch.Tensor, labels: torch.Tensor, class_names: list[s
     return {"overall": float((pred == labels).float().mean()) if len(labels) else None, "per_class": rows}
 
 
-# -- training ------------------------------------------------------------------------------------------
-@dataclass
-class TrainResult:
-    model: DomainClassifier
-    test_accuracy: float
-    per_class: list[dict]
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _augment(x: torch.Tensor, g: torch.Generator, hflip: bool, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to `pad` pixels (zero fill) and, where it keeps the meaning, horizontal flips."""
-    n, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # (n, h)
-    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # (n, w)
-    idx_n = torch.arange(n, device=x.device)[:, None, None]
-    out = xp.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if hflip:
-        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
-        out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-    return out
-
-
-def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                     test_labels: torch.Tensor, class_names: list[str], *, epochs: int = defaults.CLASSIFIER_EPOCHS,
-                     batch_size: int = defaults.CLASSIFIER_BATCH_SIZE, lr: float = defaults.CLASSIFIER_LR,
-                     weight_decay: float = defaults.CLASSIFIER_WEIGHT_DECAY, hflip: bool = True, seed: int = 0,
-                     device: str | torch.device = "cpu", widths: tuple[int, ...] = defaults.CLASSIFIER_WIDTHS,
-                     log=print) -> TrainResult:
-    """AdamW + one-cycle cosine schedule, light augmentation; test accuracy measured after every epoch."""
-    if epochs < 1:
-        raise LargoError(f"--epochs must be >= 1, got {epochs}")
-    if len(train_labels) < 2 or len(test_labels) < 1:
-        raise LargoError("classifier training needs a non-empty train and test split")
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    arch = ClassifierArch(in_channels=int(train_images.shape[1]), num_classes=len(class_names),
-                          resolution=int(train_images.shape[-1]), widths=tuple(widths))
-    model = DomainClassifier(arch).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(train_labels) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15)
-    images_dev, labels_dev = train_images.to(device), train_labels.to(device)
-    history, t0 = [], time.time()
-    acc = 0.0
-    per_class: list[dict] = []
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(train_labels), generator=g).to(device)
-        total, n = 0.0, 0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            x = _augment(DomainClassifier.prepare(images_dev[idx]), g, hflip)
-            loss = F.cross_entropy(model(x), labels_dev[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            n += len(idx)
-        _, logits = classifier_outputs(model, test_images, 512, device)
-        table = accuracy_table(logits.argmax(1), test_labels, class_names)
-        acc, per_class = table["overall"], table["per_class"]
-        history.append({"epoch": epoch + 1, "train_loss": total / n, "test_accuracy": acc,
-                        "seconds": round(time.time() - t0, 1)})
-        log(f"epoch {epoch + 1}/{epochs}  loss {total / n:.4f}  test accuracy {acc:.4f}  ({time.time() - t0:.0f} s)")
-    model.eval()
-    return TrainResult(model.cpu(), acc, per_class, history, time.time() - t0)
-
-
 # -- files ---------------------------------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_classifier(model: DomainClassifier, out_dir: str | Path, meta: dict) -> Path:
     """Write model.safetensors, then config.json (with the weights' sha256), each atomically."""
-    from safetensors.torch import save_file
-
-    from largo.io import atomic_write, atomic_write_json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / defaults.CLASSIFIER_WEIGHTS
@@ -210,8 +123,6 @@ def save_classifier(model: DomainClassifier, out_dir: str | Path, meta: dict) ->
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[DomainClassifier, dict]:
     """Load a classifier folder (or its config.json); the weights' sha256 must match the config's."""
-    from safetensors.torch import load_file
-
     p = Path(path)
     folder = p.parent if p.is_file() else p
     cfg_path = folder / defaults.CLASSIFIER_CONFIG

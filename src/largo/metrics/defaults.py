@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from largo.paths import RELEASED_DIR, cache_dir
+
 # -- KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³ ---------------------
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # lowered to the smaller side when not given explicitly
@@ -55,13 +57,8 @@ def classifier_dirname(dataset: str, resolution: int) -> str:
 
 def classifier_search_dirs() -> list[Path]:
     """Where `largo eval` looks for `<dataset>-<res>/`: the repository's checkpoints, then the cache."""
-    import largo
-    from largo.paths import cache_dir
-
-    return [Path(largo.__file__).resolve().parents[2] / "checkpoints" / "classifiers", cache_dir("classifiers")]
+    return [RELEASED_DIR / "classifiers", cache_dir("classifiers")]
 
 
 def refstats_dir() -> Path:
-    from largo.paths import cache_dir
-
     return cache_dir("refstats")

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import torch
 
+from largo.data import load_images
 from largo.errors import LargoError
+from largo.io import atomic_write_json
 from largo.metrics import defaults
-from largo.metrics.features import FeatureSpace, extract
+from largo.metrics.classifier import check_classifier, find_classifier, load_classifier
+from largo.metrics.features import ClassifierFeatures, FeatureSpace, extract
+from largo.metrics.inception import InceptionFeatures, find_inception_weights, missing_weights_message
+from largo.metrics.kid import resolve_subset_size
+from largo.metrics.refstats import reference_outputs
 from largo.metrics.registry import MetricContext, metrics_for
 from largo.metrics.variance_gap import variance_gap
 
@@ -60,7 +66,6 @@ def data_resize_method(dataset: str, resolution: int) -> str:
 
 def load_reference(dataset: str, split: str = defaults.REF_SPLIT, resolution: int = 32, data_root: str = "",
                    ref_n: int = 0, seed: int = defaults.SEED) -> Reference:
-    from largo.data import load_images
 
     s = load_images(dataset, split, resolution, data_root)
     images, labels, n_total = s.images, s.labels, len(s.labels)
@@ -96,9 +101,6 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
                          skipped: list[dict] | None = None) -> list[FeatureSpace]:
     """The classifier space (default location or `classifier`) and the Inception space (weights found or given);
     what is unavailable is appended to `skipped` as {'what', 'why'}: `why` is the one line the CLI prints."""
-    from largo.metrics.classifier import check_classifier, find_classifier, load_classifier
-    from largo.metrics.features import ClassifierFeatures
-    from largo.metrics.inception import InceptionFeatures, find_inception_weights, missing_weights_message
 
     skipped = [] if skipped is None else skipped
     spaces: list[FeatureSpace] = []
@@ -139,7 +141,6 @@ def evaluate(gen_images: torch.Tensor, gen_labels: torch.Tensor | None, ref: Ref
     check_generated(gen_images, gen_labels, ref)
     n_gen, n_ref = int(gen_images.shape[0]), int(ref.images.shape[0])
     if opts.kid_subset_size is not None:  # an explicit subset size must fit before any feature is computed
-        from largo.metrics.kid import resolve_subset_size
 
         resolve_subset_size(n_ref, n_gen, opts.kid_subset_size)
     skipped = list(opts.skipped)
@@ -161,7 +162,6 @@ def evaluate(gen_images: torch.Tensor, gen_labels: torch.Tensor | None, ref: Ref
         "feature_spaces": {},
         "skipped": skipped,
     }
-    from largo.metrics.refstats import reference_outputs
 
     for space in spaces:
         ref_out, cache_info = reference_outputs(space, ref.images, ref.labels, dataset=ref.dataset,
@@ -231,7 +231,6 @@ def format_summary(result: dict, per_class: bool = True) -> str:
 
 def write_result(path: str | Path, result: dict) -> Path:
     """Atomically write the result JSON (temp file in the same folder, fsync, os.replace)."""
-    from largo.io import atomic_write_json
 
     path = Path(path)
     atomic_write_json(path, _jsonable(result))

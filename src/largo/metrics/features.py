@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+from tqdm import tqdm
 
 from largo.metrics import defaults
 
@@ -57,8 +58,6 @@ def extract(space: FeatureSpace, images: torch.Tensor, batch_size: int = default
     outs: dict[str, list[torch.Tensor]] = {}
     batches = images.split(batch_size)
     if progress and len(batches) > 1:
-        from tqdm import tqdm
-
         batches = tqdm(batches, desc=progress, unit="batch", leave=False)
     for batch in batches:
         for k, v in space(batch).items():

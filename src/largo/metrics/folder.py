@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from largo.errors import LargoError
 
@@ -37,8 +38,6 @@ def _class_index(name: str, class_names: list[str], folder: Path) -> int:
 
 
 def _read(path: Path, channels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             img.load()
@@ -76,7 +75,6 @@ def _list(root: Path) -> tuple[list[Path], list[Path]]:
 
 def probe_resolution(folder: str | Path) -> int:
     """The height of the first image (the folder must not be empty)."""
-    from PIL import Image
 
     class_dirs, flat = _list(Path(folder))
     first = flat[0] if flat else _images_in(class_dirs[0])[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from largo.errors import LargoError
+from largo.io import sha256_file
 from largo.metrics import defaults
 
 
@@ -60,10 +61,11 @@ class InceptionFeatures:
 
     def __init__(self, weights: Path, device: str | torch.device = "cpu") -> None:
         try:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+            from torch_fidelity.feature_extractor_inceptionv3 import (
+                FeatureExtractorInceptionV3,
+            )
         except ImportError:
             raise LargoError("FID/KID/IS need torch-fidelity: pip install 'largo[metrics]'") from None
-        from largo.metrics.classifier import sha256_file
 
         self.weights = Path(weights)
         self.sha256 = sha256_file(self.weights)

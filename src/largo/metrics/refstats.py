@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from largo.io import atomic_write
 from largo.metrics import defaults
 from largo.metrics.features import FeatureSpace, extract
 
@@ -42,10 +45,7 @@ def reference_outputs(space: FeatureSpace, images: torch.Tensor, labels: torch.T
                       split: str, resolution: int, data_resize: str,
                       batch_size: int = defaults.FEATURE_BATCH_SIZE, log=print) -> tuple[dict[str, torch.Tensor], dict]:
     """(outputs, info): the space's outputs on the reference images, from the cache when present."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
 
-    from largo.io import atomic_write
 
     key = cache_key(space, dataset, split, resolution, data_resize, images_digest(images, labels))
     path = cache_path(key)

@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 import torch
 
 from largo.metrics import defaults
+from largo.metrics.class_matched import class_matched, default_class_metrics
+from largo.metrics.classifier import accuracy_table
+from largo.metrics.fid import fd_from_features
+from largo.metrics.isc import inception_score
+from largo.metrics.kid import kid
+from largo.metrics.prc import precision_recall
 
 
 @dataclass
@@ -48,22 +54,16 @@ def register_metric(name: str, description: str, needs_labels: bool = False, spa
 
 @register_metric("fd", "Fréchet distance of Gaussians fitted to the features (FID in Inception space)")
 def _fd(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.fid import fd_from_features
-
     return {"value": fd_from_features(ref["features"], gen["features"])}
 
 
 @register_metric("kid", "unbiased MMD², cubic polynomial kernel, mean ± std over subsets")
 def _kid(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.kid import kid
-
     return kid(ref["features"], gen["features"], ctx.kid_subsets, ctx.kid_subset_size, ctx.seed)
 
 
 @register_metric("precision_recall", f"Kynkäänniemi et al. 2019 precision/recall, k={defaults.PRC_K}")
 def _prc(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.prc import precision_recall
-
     if min(len(ref["features"]), len(gen["features"])) <= ctx.prc_k:
         return {"precision": None, "recall": None, "k": ctx.prc_k,
                 "note": f"skipped: k-NN radii need more than k={ctx.prc_k} images a side"}
@@ -73,8 +73,6 @@ def _prc(ref: dict, gen: dict, ctx: MetricContext) -> dict:
 @register_metric("class_matched", "FD and KID of class c generated vs class c real, averaged over classes",
                  needs_labels=True)
 def _class_matched(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.class_matched import class_matched, default_class_metrics
-
     return class_matched(ref["features"], ref["labels"], gen["features"], gen["labels"], ctx.class_names,
                          default_class_metrics(ctx.kid_subsets, ctx.kid_subset_size, ctx.seed))
 
@@ -82,8 +80,6 @@ def _class_matched(ref: dict, gen: dict, ctx: MetricContext) -> dict:
 @register_metric("inception_score", "Inception Score of the generated images (and of the reference)",
                  spaces=(defaults.INCEPTION_NAME,))
 def _isc(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.isc import inception_score
-
     out = inception_score(gen["logits"], ctx.isc_splits)
     out["reference"] = inception_score(ref["logits"], ctx.isc_splits)["mean"]
     return out
@@ -92,8 +88,6 @@ def _isc(ref: dict, gen: dict, ctx: MetricContext) -> dict:
 @register_metric("accuracy", "domain-classifier accuracy of the samples against their conditioning labels",
                  needs_labels=True, spaces=("classifier:",))
 def _accuracy(ref: dict, gen: dict, ctx: MetricContext) -> dict:
-    from largo.metrics.classifier import accuracy_table
-
     out = accuracy_table(gen["logits"].argmax(1), gen["labels"], ctx.class_names)
     out["reference"] = accuracy_table(ref["logits"].argmax(1), ref["labels"], ctx.class_names)["overall"]
     return out

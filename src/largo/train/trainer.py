@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import random
-import resource
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from largo.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
 from largo.config import RunConfig
 from largo.data import BatchStream, load_images, long_tailed
 from largo.diffusion.loss import diffusion_loss
@@ -29,81 +28,12 @@ from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.io import atomic_write_text
 from largo.models import build_unet, count_parameters
-from largo.train.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
-from largo.train.distributed import all_reduce_mean, barrier, init_distributed, local_device, shutdown
+from largo.runtime import autocast, check_compile, peak_memory_mb, resolve_device, resolve_precision
+from largo.runtime.distributed import all_reduce_mean, barrier, init_distributed, local_device, shutdown
+from largo.sampling import class_grid
 from largo.train.ema import EMA
-
-
-# -- devices and precision ---------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LargoError(f"device {name!r} requested but no CUDA GPU is available (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise LargoError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Autocast dtype for `auto`: bf16 on GPUs that have it, fp16 with loss scaling on older GPUs, fp32 on the CPU."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if precision == "fp16" and device.type != "cuda":
-        raise LargoError("fp16 training needs a CUDA GPU; use --precision bf16 or fp32 on the CPU")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise LargoError("this GPU has no bfloat16 support; use --precision fp16 (with loss scaling) or fp32")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def check_compile(device: torch.device) -> None:
-    """torch.compile fails deep inside its first step where it cannot work; say so up front instead."""
-    import shutil
-
-    if not torch._dynamo.is_dynamo_supported():
-        raise LargoError(f"torch.compile is not supported with this Python/torch ({torch.__version__}); "
-                         f"train without --compile")
-    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
-        raise LargoError("torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; install one or "
-                         "train without --compile")
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-# -- RNG state ---------------------------------------------------------------------------------------
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_tuplify(state["python"]))
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tuplify(x: Any) -> Any:
-    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+from largo.train.rng import rng_state, set_rng_state
+from largo.train.runlog import RunLog, log_step
 
 
 # -- the loop ----------------------------------------------------------------------------------------
@@ -135,16 +65,13 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                      weight_decay=t.weight_decay, fused=fused, foreach=None if fused else True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.schedule = NoiseSchedule.make(cfg.diffusion.schedule, cfg.diffusion.timesteps,
-                                           cfg.diffusion.zero_terminal_snr)
+        self.schedule = NoiseSchedule.from_config(cfg.diffusion)
         self.stream = BatchStream(data, t.batch_size, balanced=d.balanced, hflip=d.hflip, seed=t.seed,
                                   device=self.device, shard=self.dist.shard)
         self.step = 0
         self.bad_steps_total = 0
         train_net: torch.nn.Module = self.net
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             train_net = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None)
         self.train_net = train_net
@@ -211,7 +138,7 @@ class Trainer:
         """Drop log lines written after the checkpoint we resume from, so curves have no repeated steps."""
         log = self.run_dir / "log.jsonl"
         if log.exists() and self.dist.is_main:
-            lines = [ln for ln in log.read_text().splitlines() if ln.strip() and _log_step(ln) <= step]
+            lines = [ln for ln in log.read_text().splitlines() if ln.strip() and log_step(ln) <= step]
             atomic_write_text(log, "".join(ln + "\n" for ln in lines))
 
     # -- one optimizer step --------------------------------------------------------------------------
@@ -260,79 +187,59 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        """Train until the step count, the time budget or a signal stops the run; checkpoint and draw a grid."""
         t = self.cfg.train
-        total = self.total_steps
-        main = self.dist.is_main
         start_time = time.time()
         deadline = start_time + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
-        writer = _tensorboard(self.run_dir) if main else None
-        log_file = open(self.run_dir / "log.jsonl", "a") if main else None
+        log = RunLog(self.run_dir, self.dist.is_main, self.progress, self.total_steps, self.step, deadline,
+                     t.batch_size * t.grad_accum)
         handlers = _install_signal_handlers(self)
-        consecutive_bad = 0
-        window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
-        images_per_step = t.batch_size * t.grad_accum
-        stop_reason = "steps"
-        # With a time budget the step count is not what stops the run, so the bar shows no step total (whose ETA
-        # would mislead) and the postfix shows the minutes left instead.
-        bar = _progress(total if deadline == math.inf else None, self.step, self.progress and main)
         try:
-            while self.step < total:
-                out_of_time = time.time() >= deadline
-                loss, grad_norm, stop = self.train_step(stop=self.stop_requested or out_of_time)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                    consecutive_bad += 1
-                    self.bad_steps_total += 1
-                    _write_log(log_file, {"step": self.step, "event": "skipped non-finite step",
-                                          "consecutive": consecutive_bad})
-                    if consecutive_bad >= t.max_bad_steps:
-                        raise LargoError(f"stopped: {consecutive_bad} consecutive steps had a non-finite loss or "
-                                         f"gradient (lower --lr?); the last good checkpoint is kept in "
-                                         f"{self.run_dir / 'checkpoints'}")
-                else:
-                    consecutive_bad = 0
-                    window_loss += loss
-                    window_n += 1
-                    bar.update(1)
-                if window_n and (self.step % t.log_every == 0 or self.step == total or stop):
-                    elapsed = time.time() - window_t0
-                    record = {"step": self.step, "epoch": round(self.stream.epoch_fraction, 4),
-                              "loss": window_loss / window_n, "lr": self.lr_at(self.step - 1),
-                              "grad_norm": grad_norm,
-                              "images_per_s": (self.step - window_step0) * images_per_step / max(elapsed, 1e-9),
-                              "peak_mem_mb": round(peak_memory_mb(self.device), 1),
-                              "ema_decay": self.ema.current_decay(), "time": time.time()}
-                    _write_log(log_file, record)
-                    left = {} if deadline == math.inf else {"min_left": f"{max(0.0, deadline - time.time()) / 60:.1f}"}
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}", **left)
-                    if writer:
-                        for k in ("loss", "lr", "grad_norm", "images_per_s"):
-                            writer.add_scalar(f"train/{k}", record[k], self.step)
-                    window_loss, window_n, window_t0, window_step0 = 0.0, 0, time.time(), self.step
-                if stop:
-                    stop_reason = "time budget" if out_of_time and not self.stop_requested else "signal"
-                    break
-                if self.step % t.checkpoint_every == 0:
-                    self.save()
-                if t.sample_every and self.step % t.sample_every == 0 and main:
-                    self.sample_grid(writer)
+            stop_reason = self._loop(log, deadline)
         finally:
-            bar.close()
-            if log_file:
-                log_file.close()
+            log.close_stream()
             _restore_signal_handlers(handlers)
         ckpt = self.save()
-        grid = self.sample_grid(writer) if main else None
-        if writer:
-            writer.close()
+        grid = self.sample_grid(log.writer) if self.dist.is_main else None
+        log.close()
         barrier(self.dist)  # the other ranks wait for rank 0's checkpoint and grid (30-min timeout)
         shutdown(self.dist)
         return {"step": self.step, "stop_reason": stop_reason, "checkpoint": str(ckpt), "grid": str(grid),
                 "minutes": (time.time() - start_time) / 60, "bad_steps": self.bad_steps_total,
                 "parameters": count_parameters(self.net), "rank": self.dist.rank}
 
-    def sample_grid(self, writer: Any = None) -> Path:
-        from largo.generate import class_grid
+    def _loop(self, log: RunLog, deadline: float) -> str:
+        """The steps of `fit`; returns why they stopped ("steps", "time budget" or "signal")."""
+        t, total = self.cfg.train, self.total_steps
+        consecutive_bad = 0
+        while self.step < total:
+            out_of_time = time.time() >= deadline
+            loss, grad_norm, stop = self.train_step(stop=self.stop_requested or out_of_time)
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                consecutive_bad = 0
+                log.good_step(loss)
+            else:
+                consecutive_bad += 1
+                self.bad_steps_total += 1
+                log.event({"step": self.step, "event": "skipped non-finite step", "consecutive": consecutive_bad})
+                if consecutive_bad >= t.max_bad_steps:
+                    raise LargoError(f"stopped: {consecutive_bad} consecutive steps had a non-finite loss or "
+                                     f"gradient (lower --lr?); the last good checkpoint is kept in "
+                                     f"{self.run_dir / 'checkpoints'}")
+            if self.step % t.log_every == 0 or self.step == total or stop:
+                log.window_record(self.step, epoch=round(self.stream.epoch_fraction, 4),
+                                  lr=self.lr_at(self.step - 1), grad_norm=grad_norm,
+                                  peak_mem_mb=round(peak_memory_mb(self.device), 1),
+                                  ema_decay=self.ema.current_decay())
+            if stop:
+                return "time budget" if out_of_time and not self.stop_requested else "signal"
+            if self.step % t.checkpoint_every == 0:
+                self.save()
+            if t.sample_every and self.step % t.sample_every == 0 and self.dist.is_main:
+                self.sample_grid(log.writer)
+        return "steps"
 
+    def sample_grid(self, writer: Any = None) -> Path:
         s = self.cfg.sample
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         image = class_grid(self.ema.net, self.cfg, self.class_names, per_class=s.grid_per_class, seed=0,
@@ -342,36 +249,6 @@ class Trainer:
         if writer:
             writer.add_image("samples", np.asarray(image.convert("RGB")), self.step, dataformats="HWC")
         return path
-
-
-def _log_step(line: str) -> int | float:
-    """A record's step; a line cut short by a crash counts as "after any checkpoint", so resume drops it."""
-    try:
-        return int(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, AttributeError, ValueError, TypeError):
-        return math.inf
-
-
-def _write_log(f: Any, record: dict[str, Any]) -> None:
-    if f is None:  # not rank 0
-        return
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None  # tensorboard is optional; log.jsonl has the same numbers
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _progress(total: int | None, initial: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-                file=sys.stderr, mininterval=1.0)
 
 
 def _install_signal_handlers(trainer: Trainer) -> dict[int, Any]:

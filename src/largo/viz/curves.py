@@ -9,8 +9,8 @@ from typing import Any
 
 from PIL import Image
 
+from largo.draw.plot import BLUE, GREEN, LIGHT_BLUE, Panel, Series, plot
 from largo.errors import LargoError
-from largo.viz.plot import BLUE, GREEN, LIGHT_BLUE, Panel, Series, plot
 
 CURVES_SIZE = (1100, 400)  # two 550×400 panels
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from largo.config import SCHEDULES
+from largo.data import load_images
 from largo.diffusion.schedules import NoiseSchedule
+from largo.draw.grid import Section, annotated_grid
 from largo.errors import LargoError
-from largo.viz.grid import Section, annotated_grid
+from largo.images import to_float, to_uint8
 
 
 def forward_timesteps(timesteps: int, frames: int) -> list[int]:
@@ -56,9 +59,7 @@ def forward_strip(images: torch.Tensor, row_labels: list[str], schedules: list[s
     t and ᾱ_t in the header."""
     if len(images) == 0:
         raise LargoError("no images to noise")
-    x0 = images.float() / 127.5 - 1
-    from largo.generate import to_uint8
-
+    x0 = to_float(images)
     sections = []
     for kind in schedules:
         schedule = NoiseSchedule.make(kind, timesteps)
@@ -71,3 +72,24 @@ def forward_strip(images: torch.Tensor, row_labels: list[str], schedules: list[s
             sec.add(label, [frames_u8[f, i] for f in range(len(ts))])
         sections.append(sec)
     return annotated_grid(sections)
+
+
+def dataset_forward_strip(dataset: str, split: str = "test", resolution: int = 32, data_root: str = "",
+                          n_images: int = 4, frames: int = 10, schedules: list[str] | tuple[str, ...] = ("linear", "cosine"),
+                          timesteps: int = 1000, seed: int = 0) -> Image.Image:
+    """`forward_strip` of `n_images` real images of a dataset split, one per class; every argument is checked
+    before the data is loaded."""
+    bad = [s for s in schedules if s not in SCHEDULES]
+    if bad or not schedules:
+        raise LargoError(f"unknown schedule(s) {', '.join(bad) or '(none)'}; valid: {', '.join(SCHEDULES)}")
+    if n_images < 1:
+        raise LargoError("--n-images must be >= 1")
+    if timesteps < 2:
+        raise LargoError("--timesteps must be >= 2")
+    forward_timesteps(timesteps, frames)  # checks the frame count
+    data = load_images(dataset, split, resolution, data_root)
+    idx = pick_images(data.labels, n_images)
+    if not idx:
+        raise LargoError(f"{dataset} ({split}) has no images")
+    labels = [data.class_names[int(data.labels[i])] if data.class_names else f"image {i}" for i in idx]
+    return forward_strip(data.images[idx], labels, list(schedules), frames, timesteps, seed)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from largo.data import load_images
+from largo.draw.plot import BLUE, GREEN, LIGHT_GREY, RED, Panel, Series, plot
 from largo.errors import LargoError
-from largo.viz.plot import BLUE, GREEN, LIGHT_GREY, RED, Panel, Series, plot
+from largo.sampling import LoadedModel, SamplingOptions, generate_images
 
 HIST_PANEL = (520, 380)  # one panel per channel; the image is (C × 520, 380 + 28) pixels
 
@@ -42,3 +44,18 @@ def histogram_image(real: torch.Tensor, generated: torch.Tensor, bins: int = 64,
         ], xlabel="pixel value (0-255)", ylabel="fraction of pixels" + (" (log)" if logy else ""), logy=logy,
             y_from_zero=not logy))
     return plot(panels, panel_size=HIST_PANEL, title=title)
+
+
+def real_vs_generated_histogram(model: LoadedModel, options: SamplingOptions, n: int = 256, bins: int = 64,
+                                logy: bool = True, seed: int = 0, data_root: str | None = None, batch_size: int = 64,
+                                device: torch.device | str | None = None) -> Image.Image:
+    """Histograms of the test split of the model's dataset vs `n` samples (classes cycled, seed SEED+i)."""
+    if n < 1:
+        raise LargoError("--n must be >= 1")
+    d = model.cfg.data
+    real = load_images(d.dataset, "test", d.resolution, d.data_root if data_root is None else data_root,
+                       bad_images=d.bad_images, split_seed=d.split_seed).images
+    labels = torch.arange(n, dtype=torch.long) % max(1, model.cfg.model.num_classes)
+    fake = generate_images(model.net, model.cfg, labels, [seed + i for i in range(n)], options,
+                           batch_size=batch_size, device=device, progress=True)
+    return histogram_image(real, fake, bins, logy=logy, title=f"{d.dataset} test split vs {n} samples")

@@ -14,12 +14,20 @@ import html
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
+from largo.checkpoint import resolve_checkpoint, run_root
 from largo.errors import LargoError
+from largo.sampling import LoadedModel, SamplingOptions, class_grid, grid_classes, load_model, parse_classes
+from largo.sampling.options import kwarg_label
+from largo.version import __version__
+from largo.viz.curves import curves_image, read_log
+from largo.viz.sampling import trajectory_strip
 
 MAX_JSON_BYTES = 5_000_000
 SKIP_DIRS = ("checkpoints", "report")  # checkpoint meta.json is not a metric; report/ is our own output
@@ -143,65 +151,67 @@ def _log_summary(records: list[dict[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_class: int = 8, seed: int = 0,
-                 trajectory_class: int | None = None, sampler: str | None = None, steps: int | None = None,
-                 cfg_scale: float | None = None, every: int | None = None, weights: str = "ema",
-                 device: Any = "cpu") -> Path:
-    """Write OUT_DIR (default RUN_DIR/report)/index.html and its PNGs; returns the HTML path."""
-    import torch
-
-    from largo import __version__
-    from largo.generate import class_grid, grid_classes
-    from largo.train.checkpoint import read_meta, resolve_checkpoint
-    from largo.viz.curves import curves_image, read_log
-    from largo.viz.sampling import _settings, open_run, trajectory_strip
-
+                 trajectory_class: str | int | None = None, sampling: dict | None = None, every: int | None = None,
+                 weights: str = "ema", device: Any = "cpu", label: Callable[[str], str] = kwarg_label) -> Path:
+    """Write OUT_DIR (default RUN_DIR/report)/index.html and its PNGs; returns the HTML path. `sampling` holds
+    `SamplingOptions.resolve` overrides; `trajectory_class` is a class name or index (default: the first)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LargoError(f"run directory not found: {run_dir}")
     ckpt = resolve_checkpoint(run_dir)  # LargoError when the run has no complete checkpoint
-    if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.resolve() != run_dir.resolve():
-        raise LargoError(f"{run_dir} is a checkpoint folder; pass its run directory {ckpt.parent.parent}")
+    if run_root(ckpt) is not None and run_root(ckpt).resolve() != run_dir.resolve():
+        raise LargoError(f"{run_dir} is a checkpoint folder; pass its run directory {run_root(ckpt)}")
     records = read_log(run_dir)  # LargoError when there is no log
     if per_class < 1:
         raise LargoError("--n must be >= 1")
-    net, cfg, class_names, _ = open_run(ckpt, device, weights)
-    sampler, steps, eta, spacing, w = _settings(cfg, sampler, steps, None, None, cfg_scale)
-    classes = grid_classes(len(class_names)) if class_names else []
-    if trajectory_class is None:
-        trajectory_class = classes[0] if classes else 0
-    if class_names and not 0 <= trajectory_class < len(class_names):
-        raise LargoError(f"trajectory class {trajectory_class} out of range 0-{len(class_names) - 1}")
-    meta = read_meta(ckpt)
+    model = load_model(ckpt, device, weights)
+    options = SamplingOptions.resolve(model.cfg, **(sampling or {}), label=label)
+    classes = grid_classes(len(model.class_names)) if model.class_names else []
+    picked = parse_classes([trajectory_class] if trajectory_class is not None else [], model.class_names)
+    if trajectory_class is not None and len(picked) != 1:
+        raise LargoError(f"--class takes one class, got {trajectory_class!r}")
+    trajectory = picked[0] if trajectory_class is not None else (classes[0] if classes else 0)
 
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, Image.Image] = {"curves": curves_image(run_dir)}
-    pictures["samples"] = class_grid(net, cfg, class_names, per_class=per_class, classes=classes, seed=seed,
-                                     device=device, sampler=sampler, steps=steps, cfg_scale=w)
+    pictures["samples"] = class_grid(model.net, model.cfg, model.class_names, per_class=per_class, classes=classes,
+                                     seed=seed, device=device, options=options)
     with torch.no_grad():
-        pictures["trajectory"] = trajectory_strip(net, cfg, class_names, trajectory_class, [seed], sampler=sampler,
-                                                  steps=steps, every=every, cfg_scale=w, device=device)
+        pictures["trajectory"] = trajectory_strip(model, trajectory, [seed], options, every=every, device=device)
     for name, image in pictures.items():
         image.save(out / f"{name}.png")
+    sampling_text = (f"{options.sampler}, {options.steps} steps, w={options.cfg_scale:g}, seed {seed}, "
+                     f"{weights} weights")
+    index = out / "index.html"
+    index.write_text(_page(run_dir, model, records, pictures, per_class, seed, sampling_text, trajectory),
+                     encoding="utf-8")
+    return index
 
+
+def _metrics_html(run_dir: Path) -> str:
+    metrics = find_metrics(run_dir)
+    if not metrics:
+        return ('<p class="muted">No metrics JSON under this run yet; <code>largo eval RUN_DIR</code> '
+                "writes RUN_DIR/eval/&lt;name&gt;.json.</p>")
+    return "".join(
+        f"<h3>{html.escape(rel)}</h3>"
+        + (table_html(flatten(data)) if not (isinstance(data, str) and data.startswith(("unreadable", "not shown")))
+           else f'<p class="muted">{html.escape(data)}</p>')
+        for rel, data in metrics)
+
+
+def _page(run_dir: Path, model: LoadedModel, records: list[dict], pictures: dict[str, Image.Image], per_class: int,
+          seed: int, sampling: str, trajectory_class: int) -> str:
+    """The HTML of the report (every image embedded)."""
+    cfg, class_names = model.cfg, model.class_names
     name = run_dir.resolve().name
-    cfgd = cfg.to_dict()
     config_html = "".join(
         f'<div><h3>{html.escape(sec)}</h3>{table_html(flatten(vals) if isinstance(vals, dict) else [(sec, vals)])}'
-        f"</div>" for sec, vals in cfgd.items() if not (sec == "preset" and not vals))
-    metrics = find_metrics(run_dir)
-    if metrics:
-        metrics_html = "".join(
-            f"<h3>{html.escape(rel)}</h3>"
-            + (table_html(flatten(data)) if not (isinstance(data, str) and data.startswith(("unreadable", "not shown")))
-               else f'<p class="muted">{html.escape(data)}</p>')
-            for rel, data in metrics)
-    else:
-        metrics_html = ('<p class="muted">No metrics JSON under this run yet; <code>largo eval RUN_DIR</code> '
-                        "writes RUN_DIR/eval/&lt;name&gt;.json.</p>")
+        f"</div>" for sec, vals in cfg.to_dict().items() if not (sec == "preset" and not vals))
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    sampling = f"{sampler}, {steps} steps, w={w:g}, seed {seed}, {weights} weights"
-    page = f"""<!DOCTYPE html>
+    trajectory_name = class_names[trajectory_class] if class_names else trajectory_class
+    return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -213,7 +223,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_
 <body>
 <header><h1>largo report · {html.escape(name)}</h1>
 <p>{html.escape(cfg.data.dataset)} at {cfg.data.resolution}×{cfg.data.resolution}, {len(class_names)} classes ·
-checkpoint step {meta.get("step", "?")} · generated {html.escape(now)} by largo {__version__}</p></header>
+checkpoint step {model.meta.get("step", "?")} · generated {html.escape(now)} by largo {__version__}</p></header>
 <nav><a href="#config">Config</a><a href="#curves">Training curves</a><a href="#samples">Samples</a>
 <a href="#trajectory">Trajectory</a><a href="#metrics">Metrics</a></nav>
 <main>
@@ -227,13 +237,10 @@ checkpoint step {meta.get("step", "?")} · generated {html.escape(now)} by largo
          f"{per_class} per class; {sampling}; image i uses seed {seed}+i.", pixels=True)}</section>
 <section id="trajectory"><h2>Reverse-process trajectory</h2>
 {_figure(pictures["trajectory"], "reverse trajectory",
-         f"class {class_names[trajectory_class] if class_names else trajectory_class}; x_t and the predicted "
-         f"x̂₀ along the reverse process ({sampling}).", pixels=True)}</section>
-<section id="metrics"><h2>Metrics</h2>{metrics_html}</section>
+         f"class {trajectory_name}; x_t and the predicted x̂₀ along the reverse process ({sampling}).",
+         pixels=True)}</section>
+<section id="metrics"><h2>Metrics</h2>{_metrics_html(run_dir)}</section>
 </main>
 </body>
 </html>
 """
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    return index

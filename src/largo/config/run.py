@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from largo.config.checks import check_sampling
+from largo.config.choices import PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
 from largo.errors import LargoError
-
-SCHEDULES = ("linear", "cosine", "sigmoid")
-PREDICTIONS = ("eps", "x0", "v")
-WEIGHTINGS = ("uniform", "min_snr")
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
-SPACINGS = ("leading", "linspace", "trailing")
-SAMPLE_PRECISIONS = ("auto", "fp32", "bf16")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -135,7 +129,7 @@ class RunConfig:
             if f.name not in d:
                 continue
             if f.name == "preset":
-                kwargs["preset"] = _coerce("preset", d["preset"], str)
+                kwargs["preset"] = coerce_value("preset", d["preset"], str)
                 continue
             section_cls = SECTIONS[f.name]
             kwargs[f.name] = _section_from_dict(section_cls, d[f.name], f.name)
@@ -195,14 +189,8 @@ class RunConfig:
         _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
                "sample_every must be >= 0, keep and max_bad_steps >= 1")
         _check(self.data.imbalance >= 1, "imbalance must be >= 1 (1 = keep every image)")
-        _check(s.sampler in SAMPLERS, f"unknown sampler {s.sampler!r}; valid: {', '.join(SAMPLERS)}")
-        _check(1 <= s.sample_steps <= dif.timesteps, f"sample_steps must be in [1, {dif.timesteps}]")
-        _check(s.eta >= 0, "eta must be >= 0")
-        _check(s.spacing in SPACINGS, f"unknown spacing {s.spacing!r}; valid: {', '.join(SPACINGS)}")
-        _check(s.cfg >= 0, "cfg must be >= 0")
+        check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
-        _check(s.sample_precision in SAMPLE_PRECISIONS,
-               f"unknown sample_precision {s.sample_precision!r}; valid: {', '.join(SAMPLE_PRECISIONS)}")
         return self
 
 
@@ -221,12 +209,12 @@ def _check(ok: bool, message: str) -> None:
         raise LargoError(f"config: {message}")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(name: str, value: Any, typ: Any) -> Any:
+def coerce_value(name: str, value: Any, typ: Any) -> Any:
     """Check a JSON value against a field's annotated type (bool is not an int here)."""
     origin = typing.get_origin(typ)
     if origin is tuple:
@@ -250,95 +238,8 @@ def _coerce(name: str, value: Any, typ: Any) -> Any:
 def _section_from_dict(cls: type, d: Any, section: str) -> Any:
     if not isinstance(d, dict):
         raise LargoError(f"config: section {section!r} must be an object")
-    types = _field_types(cls)
+    types = field_types(cls)
     unknown = set(d) - set(types)
     if unknown:
         raise LargoError(f"config: unknown key(s) {sorted(unknown)} in section {section!r}")
-    return cls(**{k: _coerce(f"{section}.{k}", v, types[k]) for k, v in d.items()})
-
-
-# -- presets ---------------------------------------------------------------------------------------
-# Overrides on top of the dataclass defaults. "demo" is sized for a 2-core laptop CPU (see README).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "flowers64": {
-        "data": {"dataset": "flowers102", "resolution": 64, "balanced": True},
-        "model": {"base_channels": 64, "channel_mult": (1, 2, 4, 8), "attention_resolutions": (16, 8)},
-        "train": {"batch_size": 64},
-    },
-    "fashion32": {
-        "data": {"dataset": "fashion_mnist", "resolution": 32},
-        "model": {"base_channels": 64, "channel_mult": (1, 2, 2), "attention_resolutions": (16, 8)},
-    },
-    "mnist32": {
-        "data": {"dataset": "mnist", "resolution": 32, "hflip": False},
-        "model": {"base_channels": 64, "channel_mult": (1, 2, 2), "attention_resolutions": (16, 8)},
-    },
-    "cifar32": {
-        "data": {"dataset": "cifar10", "resolution": 32},
-        "model": {"base_channels": 128, "channel_mult": (1, 2, 2, 2), "attention_resolutions": (16,)},
-        "train": {"batch_size": 128},
-    },
-    "demo": {
-        "data": {"dataset": "fashion_mnist", "resolution": 32},
-        "model": {"base_channels": 32, "channel_mult": (1, 2, 2), "num_res_blocks": 1,
-                  "attention_resolutions": (8,), "dropout": 0.0},
-        # v-prediction: 87 % of samples recognised vs 21 % for ε at this budget (docs/GPU_RESULTS.md, demo sweep).
-        "diffusion": {"prediction": "v"},
-        "train": {"batch_size": 64, "lr": 1e-3, "lr_warmup": 100, "ema_decay": 0.999, "max_minutes": 9.0,
-                  "steps": 100_000, "checkpoint_every": 250, "log_every": 25},
-        "sample": {"sampler": "dpmpp2m", "sample_steps": 20, "cfg": 3.0},
-    },
-}
-
-
-def preset_config(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise LargoError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    cfg = RunConfig(preset=name)
-    for section, overrides in PRESETS[name].items():
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **overrides))
-    return cfg
-
-
-# -- CLI flags from the dataclasses ----------------------------------------------------------------
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_config_flags(parser: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
-    """Add one flag per config field; the default None means "not given, keep the config's value"."""
-    for section in sections:
-        group = parser.add_argument_group(f"{section} config")
-        for name, typ in _field_types(SECTIONS[section]).items():
-            default = getattr(SECTIONS[section](), name)
-            help_text = f"(default: {default})"
-            if typ is bool:
-                group.add_argument(_flag(name), dest=name, type=_parse_bool, default=None, metavar="BOOL",
-                                   help=help_text)
-            elif typing.get_origin(typ) is tuple:
-                group.add_argument(_flag(name), dest=name, type=_parse_int_tuple, default=None, metavar="A,B,..",
-                                   help=help_text)
-            else:
-                group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
-
-
-def apply_flags(cfg: RunConfig, args: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> RunConfig:
-    for section in sections:
-        sub = getattr(cfg, section)
-        given = {n: getattr(args, n) for n in _field_types(SECTIONS[section]) if getattr(args, n, None) is not None}
-        setattr(cfg, section, dataclasses.replace(sub, **given))
-    return cfg
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
-
-
-def _parse_int_tuple(text: str) -> tuple[int, ...]:
-    text = text.strip()
-    return tuple(int(p) for p in text.split(",") if p.strip()) if text else ()
+    return cls(**{k: coerce_value(f"{section}.{k}", v, types[k]) for k, v in d.items()})

@@ -7,6 +7,8 @@ import functools
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from largo.images import to_pil
+
 
 def _font(size: int) -> ImageFont.ImageFont:
     try:
@@ -30,9 +32,7 @@ def labelled_grid(images: torch.Tensor, per_row: int, row_labels: list[str] | No
     canvas = Image.new("RGB", (label_w + per_row * (cw + pad) + pad, rows * (ch + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
     for i in range(n):
-        arr = images[i].permute(1, 2, 0).numpy()
-        tile = Image.fromarray(arr[:, :, 0] if c == 1 else arr, "L" if c == 1 else "RGB").convert("RGB")
-        tile = tile.resize((cw, ch), Image.Resampling.NEAREST)
+        tile = to_pil(images[i]).convert("RGB").resize((cw, ch), Image.Resampling.NEAREST)
         r, k = divmod(i, per_row)
         canvas.paste(tile, (label_w + pad + k * (cw + pad), pad + r * (ch + pad)))
     for r, text in enumerate(row_labels or []):
@@ -93,10 +93,8 @@ def fit_text(text: str, width: int, fnt: ImageFont.ImageFont) -> str:
 
 def tile(image: torch.Tensor, scale: int) -> Image.Image:
     """One uint8 (C, H, W) image as an RGB PIL image, upscaled by `scale` (nearest)."""
-    c, h, w = image.shape
-    arr = image.permute(1, 2, 0).numpy()
-    im = Image.fromarray(arr[:, :, 0] if c == 1 else arr, "L" if c == 1 else "RGB").convert("RGB")
-    return im.resize((w * scale, h * scale), Image.Resampling.NEAREST)
+    _, h, w = image.shape
+    return to_pil(image).convert("RGB").resize((w * scale, h * scale), Image.Resampling.NEAREST)
 
 
 def cell_scale(side: int) -> int:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from largo.viz.grid import font, symbols
+from largo.draw.grid import font, symbols
 
 SS = 2  # supersampling factor
 MARGIN = {"left": 72, "right": 16, "top": 34, "bottom": 46}
@@ -113,6 +113,8 @@ def _data_range(panel: Panel) -> tuple[float, float, float, float]:
     return x0, x1, (y0 if panel.y_from_zero and y0 == 0 else y0 - 0.04 * span), y1 + 0.08 * span
 
 
+# long function: one panel is drawn top to bottom (frame, ticks, series, legend) from one set of layout values;
+# split, those values would have to travel between the pieces.
 def _draw_panel(image: Image.Image, box: tuple[int, int, int, int], panel: Panel) -> None:
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = box

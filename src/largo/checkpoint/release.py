@@ -1,0 +1,61 @@
+"""Finding a checkpoint by what a user types: a run directory, a checkpoint folder or a released name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from largo.checkpoint.store import latest_checkpoint, read_meta, step_of
+from largo.errors import LargoError
+from largo.io import atomic_write, atomic_write_json
+from largo.paths import RELEASED_DIR
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory (its latest checkpoint), a checkpoint folder, or a released checkpoint's name."""
+    p = Path(path)
+    if not p.exists() and (RELEASED_DIR / str(path)).is_dir():
+        p = RELEASED_DIR / str(path)
+    if not p.exists():
+        released = sorted(d.name for d in RELEASED_DIR.iterdir() if (d / "meta.json").exists()) \
+            if RELEASED_DIR.is_dir() else []
+        hint = f"; released checkpoints: {', '.join(released)}" if released else ""
+        raise LargoError(f"no run, checkpoint or released checkpoint named {path}{hint}")
+    if (p / "meta.json").exists():
+        return p
+    if (p / "checkpoints").is_dir() or (p / "config.json").exists():
+        ckpt = latest_checkpoint(p)
+        if ckpt is None:
+            raise LargoError(f"run {p} has no complete checkpoint yet")
+        return ckpt
+    raise LargoError(f"{p} is neither a run directory nor a checkpoint folder")
+
+
+def run_root(ckpt: Path) -> Path | None:
+    """The run directory a checkpoint folder belongs to (RUN/checkpoints/step_N), or None for a released one."""
+    ckpt = Path(ckpt)
+    is_step = ckpt.parent.name == "checkpoints" and step_of(ckpt.name) is not None
+    return ckpt.parent.parent if is_step else None
+
+
+def export_release(source: str | Path, out: str | Path, dtype: str = "fp16") -> dict:
+    """Write OUT/ema.safetensors (fp16 or fp32) and OUT/meta.json from a run's latest checkpoint, so that
+    `largo sample OUT` works without the training state. Returns {"step", "dtype", "size_mib", "params", "out"}."""
+    if dtype not in ("fp16", "fp32"):
+        raise LargoError(f"unknown export dtype {dtype!r}; valid: fp16, fp32")
+    ckpt, out = resolve_checkpoint(source), Path(out)
+    meta = read_meta(ckpt)
+    if out.resolve() == ckpt.resolve():
+        raise LargoError("--out must differ from the source checkpoint")
+    state = load_file(str(ckpt / "ema.safetensors"))
+    torch_dtype = torch.float16 if dtype == "fp16" else torch.float32
+    state = {k: v.to(torch_dtype) if v.is_floating_point() else v for k, v in state.items()}
+    for name, value in state.items():
+        if not torch.isfinite(value.float()).all():
+            raise LargoError(f"EMA weight {name} is not finite in {dtype}; export with --dtype fp32")
+    atomic_write(out / "ema.safetensors", lambda tmp: save_file(state, tmp))
+    atomic_write_json(out / "meta.json", {**meta, "exported_from": str(ckpt), "weights_dtype": dtype})
+    return {"step": meta["step"], "dtype": dtype, "size_mib": (out / "ema.safetensors").stat().st_size / 2**20,
+            "params": sum(v.numel() for v in state.values()), "out": str(out)}

@@ -1,0 +1,51 @@
+"""Checks of sampling settings, in one place whoever sets them (config, CLI flags, sweep grids, pictures)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from largo.config.choices import SAMPLE_PRECISIONS, SAMPLERS, SPACINGS
+from largo.errors import LargoError
+
+SAMPLING_CHOICES = {"sampler": SAMPLERS, "spacing": SPACINGS, "sample_precision": SAMPLE_PRECISIONS}
+
+
+def check_sampling(values: dict[str, Any], timesteps: int | None = None, *, prefix: str = "",
+                   label: Callable[[str], str] = str) -> None:
+    """Raise a one-line LargoError for the first sampling value out of range. `values` uses SampleConfig's names
+    (sampler, sample_steps, eta, spacing, cfg, clip_x0, sample_precision; absent keys are not checked);
+    `label` names a field the way the user wrote it (e.g. "--steps") and `prefix` says where ("config: ")."""
+    def fail(message: str) -> None:
+        raise LargoError(prefix + message)
+
+    for key, valid in SAMPLING_CHOICES.items():
+        if key in values and values[key] not in valid:
+            fail(f"unknown {label(key)} {values[key]!r}; valid: {', '.join(valid)}")
+    if "sample_steps" in values:
+        v = values["sample_steps"]
+        if timesteps is None and not (_is_int(v) and v >= 1):
+            fail(f"{label('sample_steps')} must be an integer >= 1, got {v!r}")
+        if timesteps is not None and not (_is_int(v) and 1 <= v <= timesteps):
+            fail(f"{label('sample_steps')} must be in [1, {timesteps}], got {v!r}")
+    for key, hi in (("eta", 1.0), ("cfg", None)):
+        if key not in values:
+            continue
+        v = values[key]
+        if not _is_number(v):
+            fail(f"{label(key)} must be a finite number, got {v!r}")
+        if v < 0:
+            fail(f"{label(key)} must be >= 0, got {v:g}")
+        if hi is not None and v > hi:
+            fail(f"{label(key)} must be <= {hi:g} (1 = DDPM's variance), got {v:g}")
+    if "clip_x0" in values and not isinstance(values["clip_x0"], bool):
+        fail(f"{label('clip_x0')} must be true or false, got {values['clip_x0']!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

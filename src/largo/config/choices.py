@@ -1,0 +1,9 @@
+"""The names each choice accepts: one list per choice, used by the config, the CLI and the diffusion code."""
+
+SCHEDULES = ("linear", "cosine", "sigmoid")
+PREDICTIONS = ("eps", "x0", "v")
+WEIGHTINGS = ("uniform", "min_snr")
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
+SPACINGS = ("leading", "linspace", "trailing")
+SAMPLE_PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -1,0 +1,78 @@
+"""Flat field names, as the CLI flags and sweep configs write them (`--base-channels 32`, `base_channels`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from largo.config.run import SECTIONS, RunConfig, coerce_value, field_types
+from largo.errors import LargoError
+
+
+def field_sections() -> dict[str, tuple[str, Any]]:
+    """{field name: (section, annotated type)} over every section (field names are unique across sections)."""
+    return {name: (section, typ) for section, cls in SECTIONS.items() for name, typ in field_types(cls).items()}
+
+
+def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """{field: value} with every name and value type checked against the config (flat names, as the flags)."""
+    fields = field_sections()
+    out = {}
+    for k, v in d.items():
+        if k not in fields or (sections and fields[k][0] not in sections):
+            valid = sorted(n for n, (s, _) in fields.items() if not sections or s in sections)
+            raise LargoError(f"unknown {where} field {k!r}; valid: {', '.join(valid)}")
+        out[k] = coerce_value(k, v, fields[k][1])
+    return out
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A copy of `cfg` with flat {field: value} overrides applied (values already checked)."""
+    fields = field_sections()
+    cfg = dataclasses.replace(cfg)
+    for k, v in overrides.items():
+        section = fields[k][0]
+        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{k: v}))
+    return cfg
+
+
+# -- CLI flags from the dataclasses ----------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+    """Add one flag per config field; the default None means "not given, keep the config's value"."""
+    for section in sections:
+        group = parser.add_argument_group(f"{section} config")
+        for name, typ in field_types(SECTIONS[section]).items():
+            default = getattr(SECTIONS[section](), name)
+            help_text = f"(default: {default})"
+            if typ is bool:
+                group.add_argument(_flag(name), dest=name, type=parse_bool, default=None, metavar="BOOL",
+                                   help=help_text)
+            elif typing.get_origin(typ) is tuple:
+                group.add_argument(_flag(name), dest=name, type=_parse_int_tuple, default=None, metavar="A,B,..",
+                                   help=help_text)
+            else:
+                group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
+
+
+def flag_overrides(args: Any) -> dict[str, Any]:
+    """{field: value} for every config flag the user gave (flags left out are None)."""
+    return {name: getattr(args, name) for name in field_sections() if getattr(args, name, None) is not None}
+
+
+def parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_int_tuple(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    return tuple(int(p) for p in text.split(",") if p.strip()) if text else ()

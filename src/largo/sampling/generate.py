@@ -1,0 +1,105 @@
+"""Seeded, batched generation of uint8 images from a trained network (used by sample, eval, viz, sweep and
+training's sample grids), and the reverse trajectory of a few samples for pictures."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import nn
+
+from largo.config import RunConfig
+from largo.diffusion.denoiser import Denoiser
+from largo.diffusion.samplers import heun_intervals, sample
+from largo.diffusion.schedules import NoiseSchedule
+from largo.draw.grid import labelled_grid
+from largo.images import to_uint8
+from largo.runtime import DistInfo, sampling_autocast
+from largo.sampling.classes import grid_classes
+from largo.sampling.options import SamplingOptions
+
+
+def make_denoiser(net: nn.Module, cfg: RunConfig, options: SamplingOptions) -> Denoiser:
+    return Denoiser(net, NoiseSchedule.from_config(cfg.diffusion), cfg.diffusion.prediction,
+                    cfg_scale=options.cfg_scale, cfg_interval=options.cfg_interval, num_classes=cfg.model.num_classes)
+
+
+def image_shape(cfg: RunConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the images the network generates."""
+    return cfg.model.image_channels, cfg.data.resolution, cfg.data.resolution
+
+
+@torch.no_grad()
+def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None,
+                    options: SamplingOptions | None = None, *, batch_size: int = 64,
+                    device: torch.device | str | None = None, progress: bool = False,
+                    dist_info: DistInfo | None = None, **overrides) -> torch.Tensor:
+    """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
+    depend on the batch size or on how many processes share the work. `options` (or keyword `overrides` such
+    as steps=10, resolved against `cfg.sample`) say how to sample. With `dist_info` of several processes, rank r
+    draws images r, r+W, … and every rank returns all N images in order (no image drawn twice, none missing)."""
+    options = options or SamplingOptions.resolve(cfg, **overrides)
+    seeds = list(range(len(labels))) if seeds is None else list(seeds)
+    if len(seeds) != len(labels):
+        raise ValueError("need one seed per label")
+    if dist_info is not None and dist_info.enabled:
+        return _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info)
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    net = net.to(device).eval()
+    denoiser = make_denoiser(net, cfg, options)
+    amp = sampling_autocast(device, options.precision)
+    out = []
+    for i in range(0, len(labels), batch_size):
+        y = labels[i:i + batch_size].to(device)
+        with amp:
+            x = sample(denoiser, (len(y), *image_shape(cfg)), y, sampler=options.sampler, steps=options.steps,
+                       eta=options.eta, spacing=options.spacing, seeds=seeds[i:i + batch_size], device=device,
+                       progress=progress, clip_x0=options.clip_x0)
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out)
+
+
+def _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info) -> torch.Tensor:
+    mine = list(range(dist_info.rank, len(labels), dist_info.world))
+    local = generate_images(net, cfg, labels[mine], [seeds[i] for i in mine], options, batch_size=batch_size,
+                            device=device, progress=progress and dist_info.is_main)
+    parts: list = [None] * dist_info.world
+    dist.all_gather_object(parts, (mine, local))
+    out = torch.empty((len(labels), *local.shape[1:]), dtype=torch.uint8)
+    for index, images in parts:
+        out[index] = images
+    return out
+
+
+def class_grid(net: nn.Module, cfg: RunConfig, class_names: list[str], per_class: int = 8,
+               classes: list[int] | None = None, seed: int = 0, device: torch.device | str | None = None,
+               options: SamplingOptions | None = None, batch_size: int = 64, **overrides) -> Image.Image:
+    """One row per class, names on the left; image i uses seed SEED+i."""
+    classes = grid_classes(len(class_names)) if classes is None else classes
+    labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
+    seeds = [seed + i for i in range(len(labels))]
+    images = generate_images(net, cfg, labels, seeds, options, device=device, batch_size=batch_size, **overrides)
+    return labelled_grid(images, per_class, [class_names[c] for c in classes])
+
+
+# -- reverse trajectories (pictures) --------------------------------------------------------------------------
+def trajectory_length(cfg: RunConfig, options: SamplingOptions) -> int:
+    """How many steps `sample(..., return_trajectory=True)` records for these options."""
+    if options.sampler == "heun":
+        return heun_intervals(options.steps)
+    if options.sampler == "euler":
+        return options.steps
+    return len(NoiseSchedule.from_config(cfg.diffusion).timesteps(options.steps, options.spacing))
+
+
+@torch.no_grad()
+def reverse_trajectory(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int],
+                       options: SamplingOptions, device: torch.device | str | None = None
+                       ) -> tuple[torch.Tensor, list[dict]]:
+    """The final float images and the per-step trajectory ({"t", "x_t", "x0_hat"}) of `sample`."""
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    net = net.to(device).eval()
+    y = labels.to(device) if cfg.model.num_classes else None
+    return sample(make_denoiser(net, cfg, options), (len(labels), *image_shape(cfg)), y, sampler=options.sampler,
+                  steps=options.steps, eta=options.eta, spacing=options.spacing, seeds=seeds, device=device,
+                  return_trajectory=True, clip_x0=options.clip_x0)

@@ -1,0 +1,98 @@
+"""What a training run writes as it goes: log.jsonl records, TensorBoard scalars, the progress bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+def log_step(line: str) -> int | float:
+    """A record's step; a line cut short by a crash counts as "after any checkpoint", so resume drops it."""
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, ValueError, TypeError):
+        return math.inf
+
+
+def write_log(f: Any, record: dict[str, Any]) -> None:
+    if f is None:  # not rank 0
+        return
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+
+
+def tensorboard_writer(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None  # tensorboard is optional; log.jsonl has the same numbers
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def progress_bar(total: int | None, initial: int, enabled: bool) -> Any:
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
+                file=sys.stderr, mininterval=1.0)
+
+
+class RunLog:
+    """log.jsonl records, TensorBoard scalars and the progress bar of one run; only rank 0 writes.
+
+    Steps are averaged over a window of `log_every` steps; `window_record` closes a window."""
+
+    SCALARS = ("loss", "lr", "grad_norm", "images_per_s")
+
+    def __init__(self, run_dir: Path, main: bool, progress: bool, total: int, step: int, deadline: float,
+                 images_per_step: int):
+        self.main, self.deadline, self.images_per_step = main, deadline, images_per_step
+        self.writer = tensorboard_writer(run_dir) if main else None
+        self.file = open(run_dir / "log.jsonl", "a") if main else None
+        # With a time budget the step count is not what stops the run, so the bar shows no step total (whose ETA
+        # would mislead) and the postfix shows the minutes left instead.
+        self.bar = progress_bar(total if deadline == math.inf else None, step, progress and main)
+        self._open_window(step)
+
+    def _open_window(self, step: int) -> None:
+        self.loss_sum, self.n, self.t0, self.step0 = 0.0, 0, time.time(), step
+
+    def event(self, record: dict[str, Any]) -> None:
+        write_log(self.file, record)
+
+    def good_step(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.n += 1
+        self.bar.update(1)
+
+    def window_record(self, step: int, **fields: Any) -> dict[str, Any] | None:
+        """Write the window's mean loss, throughput and `fields`; None when the window has no good step."""
+        if not self.n:
+            return None
+        elapsed = max(time.time() - self.t0, 1e-9)
+        record = {"step": step, **fields, "loss": self.loss_sum / self.n,
+                  "images_per_s": (step - self.step0) * self.images_per_step / elapsed, "time": time.time()}
+        write_log(self.file, record)
+        left = {} if self.deadline == math.inf else {"min_left": f"{max(0.0, self.deadline - time.time()) / 60:.1f}"}
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}", **left)
+        if self.writer:
+            for k in self.SCALARS:
+                if k in record:
+                    self.writer.add_scalar(f"train/{k}", record[k], step)
+        self._open_window(step)
+        return record
+
+    def close_stream(self) -> None:
+        """Close the bar and log.jsonl (TensorBoard stays open for the final sample grid)."""
+        self.bar.close()
+        if self.file:
+            self.file.close()
+            self.file = None
+
+    def close(self) -> None:
+        self.close_stream()
+        if self.writer:
+            self.writer.close()
