@@ -81,12 +81,7 @@ def real_floor(spec, log=print) -> dict:
     from largo.checkpoint import read_meta, resolve_checkpoint
     from largo.config import RunConfig
     from largo.data import load_images
-    from largo.metrics.evaluate import (
-        EvalOptions,
-        build_feature_spaces,
-        evaluate,
-        load_reference,
-    )
+    from largo.metrics.evaluate import EvalOptions, build_feature_spaces, evaluate, load_reference
 
     cfg = RunConfig.from_dict(read_meta(resolve_checkpoint(spec.checkpoint))["config"])
     ref = load_reference(cfg.data.dataset, spec.ref_split, cfg.data.resolution, cfg.data.data_root, spec.ref_n,

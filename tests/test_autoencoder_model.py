@@ -6,13 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from largo.autoencoder.loss import (
-    AutoencoderLoss,
-    AutoencoderLossConfig,
-    PatchDiscriminator,
-    hinge_d_loss,
-    perceptual_distance,
-)
+from largo.autoencoder.loss import (AutoencoderLoss, AutoencoderLossConfig, PatchDiscriminator, hinge_d_loss,
+                                    perceptual_distance)
 from largo.errors import LargoError
 from largo.models.autoencoder import AutoencoderConfig, DiagonalGaussian, build_autoencoder
 

@@ -10,13 +10,8 @@ from largo.cli import main
 from largo.data import load_images
 from largo.errors import LargoError
 from largo.io import sha256_file
-from largo.metrics.classifier import (
-    accuracy_table,
-    check_classifier,
-    classifier_outputs,
-    find_classifier,
-    load_classifier,
-)
+from largo.metrics.classifier import (accuracy_table, check_classifier, classifier_outputs, find_classifier,
+                                      load_classifier)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "classifiers" / "fashion_mnist-32"
 

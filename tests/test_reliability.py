@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import largo.checkpoint.store as checkpoint_module
+import largo.train.diffusion_task as task_module
 import largo.train.trainer as trainer_module
 from helpers import make_folder
 from largo.checkpoint import latest_checkpoint, load_state
@@ -293,7 +294,7 @@ def test_keep_retention_and_resave_of_the_latest_step(capsys, data, tmp_path):
 
 # -- non-finite guard ----------------------------------------------------------------------------------------
 def _nan_on(monkeypatch, bad_calls) -> None:
-    real = trainer_module.diffusion_loss
+    real = task_module.diffusion_loss
     calls = {"n": 0}
 
     def loss(*args, **kwargs):
@@ -301,7 +302,7 @@ def _nan_on(monkeypatch, bad_calls) -> None:
         out = real(*args, **kwargs)
         return out * float("nan") if bad_calls(calls["n"]) else out
 
-    monkeypatch.setattr(trainer_module, "diffusion_loss", loss)
+    monkeypatch.setattr(task_module, "diffusion_loss", loss)
 
 
 def test_non_finite_steps_are_skipped_counted_and_logged(monkeypatch, data, tmp_path):

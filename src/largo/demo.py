@@ -90,7 +90,7 @@ def flowers_demo(classes: str, per_class: int = 4, out: Path | None = None, devi
     labels = torch.tensor([c for c in picked for _ in range(per)])
     s = model.cfg.sample
     t0 = time.time()
-    images = generate_images(model.net, model.cfg, labels, device=dev, progress=True)
+    images = model.generate(labels, device=dev, progress=True)
     out = out or Path("runs") / f"demo-flowers-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     labelled_grid(images, per, [model.class_names[c] for c in picked]).save(out / "flowers_grid.png")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from largo.config.autoencoder import AutoencoderLossConfig
 from largo.errors import LargoError
 
 if TYPE_CHECKING:
@@ -103,33 +103,6 @@ def perceptual_distance(features_a: list[torch.Tensor], features_b: list[torch.T
             per_position = per_position.flatten(1).mean(dim=1)
         total = total + per_position
     return total
-
-
-@dataclass
-class AutoencoderLossConfig:
-    """Weights of the autoencoder loss; see the module docstring for the per-element convention."""
-
-    reconstruction: str = "l1"  # "l1" | "l2"
-    kl_weight: float = 1e-6
-    perceptual_weight: float = 1.0
-    disc_weight: float = 0.5  # 0: no discriminator at all
-    disc_start: int = 5000  # optimizer step at which the GAN terms switch on (LDM starts them late: the
-    #                         discriminator wins easily against blurry early reconstructions and destabilises them)
-    disc_layers: int = 3
-
-    def validate(self) -> AutoencoderLossConfig:
-        """Raise a one-line `LargoError` for the first bad value; return self."""
-        if self.reconstruction not in ("l1", "l2"):
-            raise LargoError(f"autoencoder reconstruction loss must be 'l1' or 'l2', got {self.reconstruction!r}")
-        for name in ("kl_weight", "perceptual_weight", "disc_weight"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
-                raise LargoError(f"autoencoder {name} must be a finite number >= 0, got {v!r}")
-        if isinstance(self.disc_start, bool) or not isinstance(self.disc_start, int) or self.disc_start < 0:
-            raise LargoError(f"autoencoder disc_start must be an integer >= 0, got {self.disc_start!r}")
-        if isinstance(self.disc_layers, bool) or not isinstance(self.disc_layers, int) or self.disc_layers < 1:
-            raise LargoError(f"autoencoder disc_layers must be an integer >= 1, got {self.disc_layers!r}")
-        return self
 
 
 class AutoencoderLoss(nn.Module):

@@ -56,6 +56,31 @@ def export_release(source: str | Path, out: str | Path, dtype: str = "fp16") -> 
         if not torch.isfinite(value.float()).all():
             raise LargoError(f"EMA weight {name} is not finite in {dtype}; export with --dtype fp32")
     atomic_write(out / "ema.safetensors", lambda tmp: save_file(state, tmp))
+    if meta.get("latent"):  # a latent model carries its autoencoder, so the export loads by name alone
+        meta = {**meta, "latent": _copy_autoencoder(meta["latent"], ckpt, out / "autoencoder")}
     atomic_write_json(out / "meta.json", {**meta, "exported_from": str(ckpt), "weights_dtype": dtype})
     return {"step": meta["step"], "dtype": dtype, "size_mib": (out / "ema.safetensors").stat().st_size / 2**20,
             "params": sum(v.numel() for v in state.values()), "out": str(out)}
+
+
+AUTOENCODER_FILES = {"largo": ("ema.safetensors", "meta.json"),
+                     "diffusers": ("config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")}
+
+
+def _copy_autoencoder(record: dict, ckpt: Path, dest: Path) -> dict:
+    """Copy the autoencoder a latent checkpoint records into `dest` byte for byte (its sha256 stays valid) and
+    return the record pointing there (relative to the export)."""
+    ae = record.get("autoencoder") or {}
+    src = Path(ae.get("path", ""))
+    src = src if src.is_absolute() else ckpt / src
+    if not src.is_dir():
+        raise LargoError(f"cannot export: the latent model's autoencoder {src} is missing")
+    copied = 0
+    for name in AUTOENCODER_FILES.get(ae.get("kind"), ()):
+        if (src / name).is_file():
+            data = (src / name).read_bytes()
+            atomic_write(dest / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            copied += 1
+    if not copied:
+        raise LargoError(f"cannot export: no autoencoder files in {src}")
+    return {**record, "autoencoder": {**ae, "path": dest.name}}

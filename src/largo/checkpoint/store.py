@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from largo.config import RunConfig
+from largo.config import SectionedConfig
 from largo.errors import LargoError
 from largo.io import WriteError, atomic_write_json, atomic_write_text, fsync_dir
 from largo.runtime import unwrap_model
@@ -40,7 +40,8 @@ def _contiguous_state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any],
-                    cfg: RunConfig, keep: int, class_names: list[str]) -> Path:
+                    cfg: SectionedConfig, keep: int, class_names: list[str], meta: dict[str, Any] | None = None
+                    ) -> Path:
     """Write `checkpoints/step_XXXXXXXX/` completely (temporary folder, fsync), then publish it.
 
     A new step's folder appears by one rename and `latest` is replaced atomically afterwards. Re-saving the step
@@ -56,7 +57,7 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
         ckpt_root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        for f, data in _checkpoint_bytes(step, net, ema_net, state, cfg, class_names).items():
+        for f, data in _checkpoint_bytes(step, net, ema_net, state, cfg, class_names, meta or {}).items():
             _write_synced(tmp / f, data)
         fsync_dir(tmp)
         if final.is_dir() and latest_checkpoint(run_dir) == final:
@@ -82,15 +83,14 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
 CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt", "meta.json")
 
 
-def _checkpoint_bytes(step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any], cfg: RunConfig,
-                      class_names: list[str]) -> dict[str, bytes]:
+def _checkpoint_bytes(step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any], cfg: SectionedConfig,
+                      class_names: list[str], extra: dict[str, Any]) -> dict[str, bytes]:
     """Serialise in memory, so a failed write is a plain OSError with its errno (torch.save and safetensors
     report a full disk as cryptic RuntimeError / SafetensorError messages)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    meta = {"format_version": FORMAT_VERSION, "largo_version": __version__, "step": step,
-            "prediction": cfg.diffusion.prediction, "time": time.time(), "class_names": class_names,
-            "config": cfg.to_dict()}
+    meta = {"format_version": FORMAT_VERSION, "largo_version": __version__, "step": step, "kind": "diffusion",
+            "time": time.time(), "class_names": class_names, **extra, "config": cfg.to_dict()}
     return {"model.safetensors": save_safetensors(_contiguous_state(net)),
             "ema.safetensors": save_safetensors(_contiguous_state(ema_net)),
             "state.pt": buffer.getvalue(),
@@ -174,5 +174,5 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
     return meta
 
 
-def write_config(run_dir: Path, cfg: RunConfig) -> None:
+def write_config(run_dir: Path, cfg: SectionedConfig) -> None:
     atomic_write_json(run_dir / "config.json", cfg.to_dict())

@@ -43,10 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from largo.metrics.classifier_training import (
-        ClassifierRequest,
-        train_domain_classifier,
-    )
+    from largo.metrics.classifier_training import ClassifierRequest, train_domain_classifier
     from largo.runtime import resolve_device
 
     req = ClassifierRequest(dataset=args.dataset, resolution=args.resolution, out=args.out, epochs=args.epochs,

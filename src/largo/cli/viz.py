@@ -209,7 +209,7 @@ def run_grid(args: argparse.Namespace) -> int:
     model, options, root, device = _open(args)
     classes = parse_classes(args.classes, model.class_names)
     image = class_grid(model.net, model.cfg, model.class_names, per_class=args.n, classes=classes, seed=args.seed,
-                       device=device, options=options, batch_size=args.batch_size)
+                       device=device, options=options, batch_size=args.batch_size, latent=model.latent)
     return _save(image, args.out or root / "viz" / "grid.png", "class grid")
 
 

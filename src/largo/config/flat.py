@@ -6,18 +6,20 @@ import dataclasses
 import typing
 from typing import Any
 
-from largo.config.run import SECTIONS, RunConfig, coerce_value, field_types
+from largo.config.run import RunConfig, SectionedConfig, coerce_value, field_types
 from largo.errors import LargoError
 
 
-def field_sections() -> dict[str, tuple[str, Any]]:
+def field_sections(config_cls: type[SectionedConfig] = RunConfig) -> dict[str, tuple[str, Any]]:
     """{field name: (section, annotated type)} over every section (field names are unique across sections)."""
-    return {name: (section, typ) for section, cls in SECTIONS.items() for name, typ in field_types(cls).items()}
+    return {name: (section, typ) for section, cls in config_cls.sections().items()
+            for name, typ in field_types(cls).items()}
 
 
-def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | None = None,
+                    config_cls: type[SectionedConfig] = RunConfig) -> dict[str, Any]:
     """{field: value} with every name and value type checked against the config (flat names, as the flags)."""
-    fields = field_sections()
+    fields = field_sections(config_cls)
     out = {}
     for k, v in d.items():
         if k not in fields or (sections and fields[k][0] not in sections):
@@ -27,9 +29,9 @@ def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | N
     return out
 
 
-def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+def with_overrides(cfg: SectionedConfig, overrides: dict[str, Any]) -> SectionedConfig:
     """A copy of `cfg` with flat {field: value} overrides applied (values already checked)."""
-    fields = field_sections()
+    fields = field_sections(type(cfg))
     cfg = dataclasses.replace(cfg)
     for k, v in overrides.items():
         section = fields[k][0]
@@ -42,12 +44,13 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+def add_config_flags(parser: Any, config_cls: type[SectionedConfig] = RunConfig) -> None:
     """Add one flag per config field; the default None means "not given, keep the config's value"."""
-    for section in sections:
+    defaults = config_cls()
+    for section, section_cls in config_cls.sections().items():
         group = parser.add_argument_group(f"{section} config")
-        for name, typ in field_types(SECTIONS[section]).items():
-            default = getattr(SECTIONS[section](), name)
+        for name, typ in field_types(section_cls).items():
+            default = getattr(getattr(defaults, section), name)
             help_text = f"(default: {default})"
             if typ is bool:
                 group.add_argument(_flag(name), dest=name, type=parse_bool, default=None, metavar="BOOL",
@@ -59,9 +62,9 @@ def add_config_flags(parser: Any, sections: tuple[str, ...] = tuple(SECTIONS)) -
                 group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
 
 
-def flag_overrides(args: Any) -> dict[str, Any]:
+def flag_overrides(args: Any, config_cls: type[SectionedConfig] = RunConfig) -> dict[str, Any]:
     """{field: value} for every config flag the user gave (flags left out are None)."""
-    return {name: getattr(args, name) for name in field_sections() if getattr(args, name, None) is not None}
+    return {name: getattr(args, name) for name in field_sections(config_cls) if getattr(args, name, None) is not None}
 
 
 def parse_bool(text: str) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from largo.config.run import RunConfig
+from largo.config.autoencoder import AutoencoderRunConfig
+from largo.config.run import RunConfig, SectionedConfig
 from largo.errors import LargoError
 
 # Overrides on top of the dataclass defaults. "demo" is sized for a 2-core laptop CPU (see README).
@@ -41,10 +42,46 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def preset_config(name: str) -> RunConfig:
-    if name not in PRESETS:
-        raise LargoError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    cfg = RunConfig(preset=name)
-    for section, overrides in PRESETS[name].items():
+# 128×128 flowers, on pixels and on the latents of a 4× autoencoder, with the same U-Net widths per level: the pixel
+# model has two more levels (128 → 64 → 32 → 16) than the latent one needs (32 → 16 → 8 → 4) … see docs/LATENT.md.
+PRESETS["flowers128"] = {
+    "data": {"dataset": "flowers102", "resolution": 128, "balanced": True},
+    "model": {"base_channels": 64, "channel_mult": (1, 2, 2, 4), "attention_resolutions": (16, 8)},
+    "diffusion": {"prediction": "v"},
+    "train": {"batch_size": 32},
+}
+PRESETS["flowers128-latent"] = {
+    **PRESETS["flowers128"],
+    # the released flowers autoencoder by name; `--autoencoder PATH` for another (largo run or diffusers folder)
+    "data": {**PRESETS["flowers128"]["data"], "autoencoder": "autoencoder-flowers128"},
+    # normalised latents are not confined to [-1, 1]: clipping x̂0 there (a pixel-space habit) would distort them
+    "sample": {"clip_x0": False},
+}
+
+# Autoencoders (`largo autoencoder train --preset …`).
+AUTOENCODER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "ae-flowers128": {
+        "data": {"dataset": "flowers102", "resolution": 128},
+        "autoencoder": {"base_channels": 64, "channel_mult": (1, 2, 4), "latent_channels": 4},  # f = 4: 32×32×4
+        "loss": {"perceptual_net": "classifier:checkpoints/classifiers/flowers102-64-critic", "disc_start": 20_000},
+        "train": {"batch_size": 16, "lr": 1e-4},
+    },
+    "ae-fashion32": {
+        "data": {"dataset": "fashion_mnist", "resolution": 32},
+        "autoencoder": {"base_channels": 32, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "latent_channels": 4},
+        "loss": {"perceptual_net": "classifier:checkpoints/classifiers/fashion_mnist-32-critic", "disc_start": 2_000,
+                 "disc_layers": 2},
+        "train": {"batch_size": 64, "lr": 2e-4},
+    },
+}
+
+
+def preset_config(name: str, config_cls: type[SectionedConfig] = RunConfig) -> SectionedConfig:
+    """The preset `name` of a diffusion run (`RunConfig`) or an autoencoder run (`AutoencoderRunConfig`)."""
+    table = AUTOENCODER_PRESETS if config_cls is AutoencoderRunConfig else PRESETS
+    if name not in table:
+        raise LargoError(f"unknown preset {name!r}; valid: {', '.join(table)}")
+    cfg = config_cls(preset=name)
+    for section, overrides in table[name].items():
         setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **overrides))
     return cfg

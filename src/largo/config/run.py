@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from largo.config.checks import check_sampling
-from largo.config.choices import PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
+from largo.config.choices import LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
 from largo.errors import LargoError
 
 
@@ -29,9 +29,14 @@ class DataConfig:
     # Long-tailed training set (as CIFAR-10-LT): class c keeps N_c · imbalance^(-c/(K-1)) of its images, so the
     # first class is `imbalance` times the last; 1 = the dataset as it is. For studying the balanced sampler.
     imbalance: float = 1.0
+    subset: int = 0  # train on a seeded random subset of this many images (0 = all): quick experiments, tests
     split_seed: int = 0  # seed of the 95/5 generative split (flowers, folders)
     download: bool = False  # let torchvision download a dataset that is missing (needs a network)
     bad_images: str = "error"  # folder datasets: "error" stops on a corrupt image, "skip" skips and counts
+    # Latent diffusion: train on the latents of this autoencoder (a largo autoencoder run or export, or a diffusers
+    # AutoencoderKL folder) instead of on pixels; "" = pixels.
+    autoencoder: str = ""
+    latent_norm: str = "std"  # latents are scaled by 1/std over all channels ("std", LDM) or per channel ("channel")
 
 
 @dataclass
@@ -43,8 +48,9 @@ class ModelConfig:
     num_heads: int = 4
     dropout: float = 0.1
     # Filled from the dataset when a run starts; recorded so a checkpoint rebuilds its network alone.
-    image_channels: int = 0
+    image_channels: int = 0  # what the U-Net sees: image channels, or latent channels
     num_classes: int = 0
+    input_size: int = 0  # the side of what the U-Net sees: the resolution, or resolution / f for latents (0: resolution)
 
 
 @dataclass
@@ -101,16 +107,15 @@ class SampleConfig:
     grid_per_class: int = 4  # images per class in periodic grids (capped at 16 classes)
 
 
-@dataclass
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    preset: str = ""
+class SectionedConfig:
+    """Serialisation shared by the run configs: dataclass sections (plus a `preset` name) ↔ a JSON object whose
+    unknown keys and mistyped values are one-line errors."""
 
-    # -- serialisation ---------------------------------------------------------------------------
+    @classmethod
+    def sections(cls) -> dict[str, type]:
+        return {f.name: f.type if isinstance(f.type, type) else typing.get_type_hints(cls)[f.name]
+                for f in dataclasses.fields(cls) if f.name != "preset"}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -118,47 +123,65 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, d: dict[str, Any]):
         if not isinstance(d, dict):
             raise LargoError("config: expected a JSON object at the top level")
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        sections = cls.sections()
+        unknown = set(d) - set(sections) - {"preset"}
         if unknown:
-            raise LargoError(f"config: unknown section(s) {sorted(unknown)}; valid: {SECTION_NAMES}")
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in d:
-                continue
-            if f.name == "preset":
-                kwargs["preset"] = coerce_value("preset", d["preset"], str)
-                continue
-            section_cls = SECTIONS[f.name]
-            kwargs[f.name] = _section_from_dict(section_cls, d[f.name], f.name)
+            raise LargoError(f"config: unknown section(s) {sorted(unknown)}; valid: {sorted(sections) + ['preset']}")
+        kwargs: dict[str, Any] = {name: _section_from_dict(sections[name], d[name], name) for name in sections
+                                  if name in d}
+        if "preset" in d:
+            kwargs["preset"] = coerce_value("preset", d["preset"], str)
         return cls(**kwargs)
 
     @classmethod
-    def load(cls, path: str | Path) -> RunConfig:
+    def load(cls, path: str | Path):
         path = Path(path)
         try:
             text = path.read_text()
         except FileNotFoundError:
             raise LargoError(f"config file not found: {path}") from None
+        except OSError as e:
+            raise LargoError(f"cannot read config {path}: {e.strerror or e}") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise LargoError(f"config {path} is not valid JSON: {e}") from None
         return cls.from_dict(d)
 
+    def check_finite(self) -> None:
+        for section in self.sections():
+            for name, value in dataclasses.asdict(getattr(self, section)).items():
+                if isinstance(value, float):
+                    _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+
+
+@dataclass
+class RunConfig(SectionedConfig):
+    """A diffusion run: what it trains on, the network, the diffusion process, training and sampling."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    preset: str = ""
+
+    @property
+    def net_size(self) -> int:
+        """The side of what the U-Net sees: the image resolution, or the latent size for latent diffusion."""
+        return self.model.input_size or self.data.resolution
+
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> RunConfig:
         """Raise LargoError on the first value out of range; return self for chaining."""
         m, dif, t, s, data = self.model, self.diffusion, self.train, self.sample, self.data
-        for section in SECTIONS:
-            for name, value in dataclasses.asdict(getattr(self, section)).items():
-                if isinstance(value, float):
-                    _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
-        _check(8 <= data.resolution <= 2048, f"resolution must be in [8, 2048], got {data.resolution}")
+        self.check_finite()
+        check_data(data)
+        check_train(t)
         _check(m.image_channels >= 0 and m.num_classes >= 0, "image_channels and num_classes must be >= 0")
-        _check(data.bad_images in ("error", "skip"), "bad_images must be 'error' or 'skip'")
         _check(m.base_channels > 0 and m.base_channels % 32 == 0,
                f"base_channels must be a positive multiple of 32 (GroupNorm uses 32 groups), got {m.base_channels}")
         _check(len(m.channel_mult) >= 1 and all(c > 0 for c in m.channel_mult), "channel_mult must be positive")
@@ -166,7 +189,9 @@ class RunConfig:
         _check(m.num_heads >= 1 and (m.base_channels % m.num_heads == 0), "num_heads must divide base_channels")
         _check(0.0 <= m.dropout < 1.0, "dropout must be in [0, 1)")
         down = 2 ** (len(m.channel_mult) - 1)
-        _check(data.resolution % down == 0,
+        _check(data.latent_norm in LATENT_NORMS,
+               f"unknown latent_norm {data.latent_norm!r}; valid: {', '.join(LATENT_NORMS)}")
+        _check(bool(data.autoencoder) or data.resolution % down == 0,
                f"resolution {data.resolution} is not divisible by {down}, which the U-Net's "
                f"{len(m.channel_mult) - 1} downsamplings need (try {max(down, data.resolution // down * down)})")
         _check(2 <= dif.timesteps <= 100_000, f"timesteps must be in [2, 100000], got {dif.timesteps}")
@@ -176,22 +201,31 @@ class RunConfig:
                f"unknown loss_weighting {dif.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         _check(dif.min_snr_gamma > 0, "min_snr_gamma must be > 0")
         _check(0.0 <= dif.p_uncond < 1.0, "p_uncond must be in [0, 1)")
-        _check(t.steps >= 1 or t.epochs >= 1, "train needs steps >= 1 or epochs >= 1")
-        _check(t.epochs >= 0 and t.max_minutes >= 0, "epochs and max_minutes must be >= 0")
-        _check(t.batch_size >= 1 and t.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
-        _check(t.lr > 0, "lr must be > 0")
-        _check(t.lr_warmup >= 0, "lr_warmup must be >= 0")
-        _check(t.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'")
-        _check(t.weight_decay >= 0 and t.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
-        _check(0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)")
-        _check(t.precision in PRECISIONS, f"unknown precision {t.precision!r}; valid: {', '.join(PRECISIONS)}")
-        _check(t.log_every >= 1 and t.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1")
-        _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
-               "sample_every must be >= 0, keep and max_bad_steps >= 1")
-        _check(self.data.imbalance >= 1, "imbalance must be >= 1 (1 = keep every image)")
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
         return self
+
+
+def check_data(data: DataConfig) -> None:
+    _check(8 <= data.resolution <= 2048, f"resolution must be in [8, 2048], got {data.resolution}")
+    _check(data.bad_images in ("error", "skip"), "bad_images must be 'error' or 'skip'")
+    _check(data.imbalance >= 1, "imbalance must be >= 1 (1 = keep every image)")
+    _check(data.subset >= 0, "subset must be >= 0 (0 = every image)")
+
+
+def check_train(t: TrainConfig) -> None:
+    _check(t.steps >= 1 or t.epochs >= 1, "train needs steps >= 1 or epochs >= 1")
+    _check(t.epochs >= 0 and t.max_minutes >= 0, "epochs and max_minutes must be >= 0")
+    _check(t.batch_size >= 1 and t.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
+    _check(t.lr > 0, "lr must be > 0")
+    _check(t.lr_warmup >= 0, "lr_warmup must be >= 0")
+    _check(t.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'")
+    _check(t.weight_decay >= 0 and t.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
+    _check(0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+    _check(t.precision in PRECISIONS, f"unknown precision {t.precision!r}; valid: {', '.join(PRECISIONS)}")
+    _check(t.log_every >= 1 and t.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1")
+    _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
+           "sample_every must be >= 0, keep and max_bad_steps >= 1")
 
 
 SECTIONS: dict[str, type] = {

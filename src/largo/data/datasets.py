@@ -88,6 +88,14 @@ def long_tailed(data: ImageSet, imbalance: float, seed: int = 0) -> ImageSet:
     return ImageSet(data.images[keep], data.labels[keep], data.class_names)
 
 
+def random_subset(data: ImageSet, n: int, seed: int = 0) -> ImageSet:
+    """A seeded random subset of `n` images in their original order (0, or n >= len: the set as it is)."""
+    if n <= 0 or n >= len(data):
+        return data
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return ImageSet(data.images[keep], data.labels[keep], data.class_names)
+
+
 # -- naming and fingerprints ------------------------------------------------------------------------
 def _parse_name(dataset: str) -> tuple[str, Path | None]:
     if dataset.startswith("folder:"):

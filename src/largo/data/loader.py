@@ -1,4 +1,4 @@
-"""Training batches straight from an in-memory uint8 tensor.
+"""Training batches straight from an in-memory tensor: uint8 images, or float latents (latent diffusion).
 
 Small datasets (Flowers-102 at 64×64 is ~100 MB) live on the training device as uint8; a batch is an index
 draw, a gather, a random flip and a scale to [-1, 1], all on that device, so no worker process is needed and
@@ -27,9 +27,13 @@ class BatchStream:
     """
 
     def __init__(self, data: ImageSet, batch_size: int, *, balanced: bool = False, hflip: bool = True,
-                 seed: int = 0, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1)):
+                 seed: int = 0, device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1),
+                 flipped: torch.Tensor | None = None):
+        """`data.images` is uint8 images (scaled to [-1, 1] per batch) or float latents (used as they are); for
+        latents, `flipped` holds the latents of the mirrored images, which a flip then picks."""
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
+        self.flipped = flipped.to(self.device) if flipped is not None else None
         self.labels = data.labels.to(self.device)
         self.batch_size = batch_size  # the global batch; a rank keeps [rank::world] of it
         self.rank, self.world = shard
@@ -67,10 +71,12 @@ class BatchStream:
         # Every rank draws the whole global batch (same generator), then keeps its slice.
         idx = idx[self.rank::self.world].to(self.device)
         flip = flip[self.rank::self.world] if flip is not None else None
-        x = self.images[idx].float().div_(127.5).sub_(1.0)
+        x = self.images[idx]
+        x = x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x.float()
         if flip is not None:
             flip = flip.to(self.device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            mirrored = self.flipped[idx].float() if self.flipped is not None else x.flip(-1)
+            x = torch.where(flip[:, None, None, None], mirrored, x)
         return x, self.labels[idx]
 
     @property

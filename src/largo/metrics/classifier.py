@@ -77,6 +77,14 @@ class DomainClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every residual block (coarser with depth): the layers a perceptual loss compares."""
+        h, maps = self.stem(self.prepare(x)), []
+        for block in self.blocks:
+            h = block(h)
+            maps.append(h)
+        return maps
+
 
 # -- outputs in batches --------------------------------------------------------------------------------
 @torch.no_grad()

@@ -17,16 +17,8 @@ import torch.nn.functional as F
 from largo.data import load_images
 from largo.errors import LargoError
 from largo.metrics import defaults
-from largo.metrics.classifier import (
-    ClassifierArch,
-    DomainClassifier,
-    accuracy_table,
-    check_classifier,
-    classifier_outputs,
-    find_classifier,
-    load_classifier,
-    save_classifier,
-)
+from largo.metrics.classifier import (ClassifierArch, DomainClassifier, accuracy_table, check_classifier,
+                                      classifier_outputs, find_classifier, load_classifier, save_classifier)
 from largo.paths import cache_dir
 
 

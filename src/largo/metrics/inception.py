@@ -61,9 +61,7 @@ class InceptionFeatures:
 
     def __init__(self, weights: Path, device: str | torch.device = "cpu") -> None:
         try:
-            from torch_fidelity.feature_extractor_inceptionv3 import (
-                FeatureExtractorInceptionV3,
-            )
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError:
             raise LargoError("FID/KID/IS need torch-fidelity: pip install 'largo[metrics]'") from None
 

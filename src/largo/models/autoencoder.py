@@ -13,61 +13,14 @@ latents, which are f² times smaller in area. Layout, as in LDM's `Encoder`/`Dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from largo.config.autoencoder import AutoencoderConfig
 from largo.errors import LargoError
 
 _VALID_FACTORS = (1, 2, 4, 8, 16)
-
-
-@dataclass
-class AutoencoderConfig:
-    """Architecture of a `KLAutoencoder`; the downsampling factor is f = 2**(len(channel_mult) - 1)."""
-
-    base_channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 2, 4)
-    num_res_blocks: int = 2
-    latent_channels: int = 4
-    mid_attention: bool = True
-    dropout: float = 0.0
-    image_channels: int = 3
-
-    def __post_init__(self) -> None:
-        # Configs read from YAML/JSON carry lists; a tuple keeps the dataclass hashable and comparable.
-        if isinstance(self.channel_mult, list):
-            self.channel_mult = tuple(self.channel_mult)
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
-
-    def validate(self) -> AutoencoderConfig:
-        """Raise a one-line `LargoError` for the first bad value; return self so calls can be chained."""
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not is_int(self.base_channels) or self.base_channels <= 0 or self.base_channels % 32:
-            raise LargoError(f"autoencoder base_channels must be a positive multiple of 32 (GroupNorm uses 32 "
-                             f"groups), got {self.base_channels!r}")
-        if not self.channel_mult or not all(is_int(m) and m > 0 for m in self.channel_mult):
-            raise LargoError(f"autoencoder channel_mult must be a non-empty list of positive integers, "
-                             f"got {self.channel_mult!r}")
-        if self.downsample_factor not in _VALID_FACTORS:
-            raise LargoError(f"autoencoder downsampling factor 2**(len(channel_mult)-1) = {self.downsample_factor} "
-                             f"is not one of {_VALID_FACTORS}; use 1 to 5 entries in channel_mult")
-        if not is_int(self.num_res_blocks) or self.num_res_blocks < 1:
-            raise LargoError(f"autoencoder num_res_blocks must be an integer >= 1, got {self.num_res_blocks!r}")
-        if not is_int(self.latent_channels) or self.latent_channels < 1:
-            raise LargoError(f"autoencoder latent_channels must be an integer >= 1, got {self.latent_channels!r}")
-        if not is_int(self.image_channels) or self.image_channels < 1:
-            raise LargoError(f"autoencoder image_channels must be an integer >= 1, got {self.image_channels!r}")
-        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
-            raise LargoError(f"autoencoder dropout must be in [0, 1), got {self.dropout!r}")
-        return self
 
 
 class DiagonalGaussian:

@@ -10,7 +10,6 @@ import torch
 from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
 from largo.images import safe_name, write_pngs
-from largo.sampling.generate import generate_images
 from largo.sampling.model import LoadedModel
 from largo.sampling.options import SamplingOptions
 
@@ -39,8 +38,7 @@ def sample_to_folder(model: LoadedModel, classes: list[int], per_class: int, opt
     out = Path(out) if out is not None else default_sample_dir(model, options, seed)
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    images = generate_images(model.net, model.cfg, labels, seeds, options, batch_size=batch_size, device=device,
-                             progress=progress)
+    images = model.generate(labels, seeds, options, batch_size=batch_size, device=device, progress=progress)
     names = model.class_names
     write_pngs(images, [out / "images" / f"{i:05d}_{safe_name(names[c])}.png" for i, c in enumerate(labels.tolist())])
     grid = out / "grid.png"

@@ -8,6 +8,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch import nn
 
+from largo.autoencoder.latents import LatentSpace
 from largo.config import RunConfig
 from largo.diffusion.denoiser import Denoiser
 from largo.diffusion.samplers import heun_intervals, sample
@@ -25,25 +26,26 @@ def make_denoiser(net: nn.Module, cfg: RunConfig, options: SamplingOptions) -> D
 
 
 def image_shape(cfg: RunConfig) -> tuple[int, int, int]:
-    """(C, H, W) of the images the network generates."""
-    return cfg.model.image_channels, cfg.data.resolution, cfg.data.resolution
+    """(C, H, W) of what the network generates: images, or latents for latent diffusion."""
+    return cfg.model.image_channels, cfg.net_size, cfg.net_size
 
 
 @torch.no_grad()
 def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None,
                     options: SamplingOptions | None = None, *, batch_size: int = 64,
                     device: torch.device | str | None = None, progress: bool = False,
-                    dist_info: DistInfo | None = None, **overrides) -> torch.Tensor:
+                    dist_info: DistInfo | None = None, latent: LatentSpace | None = None, **overrides) -> torch.Tensor:
     """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
     depend on the batch size or on how many processes share the work. `options` (or keyword `overrides` such
     as steps=10, resolved against `cfg.sample`) say how to sample. With `dist_info` of several processes, rank r
-    draws images r, r+W, … and every rank returns all N images in order (no image drawn twice, none missing)."""
+    draws images r, r+W, … and every rank returns all N images in order (no image drawn twice, none missing).
+    A latent model (`latent`, its latent space) samples latents and hands out their decoded pixels."""
     options = options or SamplingOptions.resolve(cfg, **overrides)
     seeds = list(range(len(labels))) if seeds is None else list(seeds)
     if len(seeds) != len(labels):
         raise ValueError("need one seed per label")
     if dist_info is not None and dist_info.enabled:
-        return _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info)
+        return _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info, latent)
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net = net.to(device).eval()
     denoiser = make_denoiser(net, cfg, options)
@@ -55,14 +57,15 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
             x = sample(denoiser, (len(y), *image_shape(cfg)), y, sampler=options.sampler, steps=options.steps,
                        eta=options.eta, spacing=options.spacing, seeds=seeds[i:i + batch_size], device=device,
                        progress=progress, clip_x0=options.clip_x0)
-        out.append(to_uint8(x).cpu())
+        out.append(to_uint8(latent.decode(x, batch_size) if latent is not None else x).cpu())
     return torch.cat(out)
 
 
-def _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info) -> torch.Tensor:
+def _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info, latent
+                      ) -> torch.Tensor:
     mine = list(range(dist_info.rank, len(labels), dist_info.world))
     local = generate_images(net, cfg, labels[mine], [seeds[i] for i in mine], options, batch_size=batch_size,
-                            device=device, progress=progress and dist_info.is_main)
+                            device=device, progress=progress and dist_info.is_main, latent=latent)
     parts: list = [None] * dist_info.world
     dist.all_gather_object(parts, (mine, local))
     out = torch.empty((len(labels), *local.shape[1:]), dtype=torch.uint8)
@@ -73,12 +76,14 @@ def _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, prog
 
 def class_grid(net: nn.Module, cfg: RunConfig, class_names: list[str], per_class: int = 8,
                classes: list[int] | None = None, seed: int = 0, device: torch.device | str | None = None,
-               options: SamplingOptions | None = None, batch_size: int = 64, **overrides) -> Image.Image:
+               options: SamplingOptions | None = None, batch_size: int = 64, latent: LatentSpace | None = None,
+               **overrides) -> Image.Image:
     """One row per class, names on the left; image i uses seed SEED+i."""
     classes = grid_classes(len(class_names)) if classes is None else classes
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    images = generate_images(net, cfg, labels, seeds, options, device=device, batch_size=batch_size, **overrides)
+    images = generate_images(net, cfg, labels, seeds, options, device=device, batch_size=batch_size, latent=latent,
+                             **overrides)
     return labelled_grid(images, per_class, [class_names[c] for c in classes])
 
 
@@ -94,12 +99,17 @@ def trajectory_length(cfg: RunConfig, options: SamplingOptions) -> int:
 
 @torch.no_grad()
 def reverse_trajectory(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int],
-                       options: SamplingOptions, device: torch.device | str | None = None
-                       ) -> tuple[torch.Tensor, list[dict]]:
-    """The final float images and the per-step trajectory ({"t", "x_t", "x0_hat"}) of `sample`."""
+                       options: SamplingOptions, device: torch.device | str | None = None,
+                       latent: LatentSpace | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """The final float images and the per-step trajectory ({"t", "x_t", "x0_hat"}) of `sample`; for a latent
+    model every frame is decoded to pixels."""
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net = net.to(device).eval()
     y = labels.to(device) if cfg.model.num_classes else None
-    return sample(make_denoiser(net, cfg, options), (len(labels), *image_shape(cfg)), y, sampler=options.sampler,
-                  steps=options.steps, eta=options.eta, spacing=options.spacing, seeds=seeds, device=device,
-                  return_trajectory=True, clip_x0=options.clip_x0)
+    final, trajectory = sample(make_denoiser(net, cfg, options), (len(labels), *image_shape(cfg)), y,
+                               sampler=options.sampler, steps=options.steps, eta=options.eta, spacing=options.spacing,
+                               seeds=seeds, device=device, return_trajectory=True, clip_x0=options.clip_x0)
+    if latent is None:
+        return final, trajectory
+    frames = [{**f, "x_t": latent.decode(f["x_t"]), "x0_hat": latent.decode(f["x0_hat"])} for f in trajectory]
+    return latent.decode(final), frames

@@ -14,7 +14,6 @@ from PIL import Image
 from largo.images import to_pil
 from largo.runtime import resolve_device
 from largo.sampling.classes import parse_classes
-from largo.sampling.generate import generate_images
 from largo.sampling.model import LoadedModel, load_model
 from largo.sampling.options import SamplingOptions
 
@@ -58,6 +57,6 @@ class Pipeline:
                                           spacing=spacing, clip_x0=clip_x0, precision=precision)
         picked = parse_classes(classes, self.class_names)
         labels = torch.tensor([c for c in picked for _ in range(per_class)], dtype=torch.long)
-        images = generate_images(self.model.net, self.model.cfg, labels, [seed + i for i in range(len(labels))],
-                                 options, batch_size=batch_size, device=self.device, progress=progress)
+        images = self.model.generate(labels, [seed + i for i in range(len(labels))], options, batch_size=batch_size,
+                                     device=self.device, progress=progress)
         return images if output == "tensor" else [to_pil(im) for im in images]

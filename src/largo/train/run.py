@@ -7,49 +7,55 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from largo.config import RunConfig, check_overrides, field_sections, preset_config, with_overrides
+from largo.config import AutoencoderRunConfig, RunConfig, SectionedConfig, check_overrides, field_sections, preset_config, with_overrides
 from largo.errors import LargoError
 from largo.train.trainer import Trainer
 
-RESUMABLE_SECTIONS = ("train", "sample")  # what may change when a run continues; data/model/diffusion are fixed
+RESUMABLE_SECTIONS = ("train", "sample")  # autoencoder runs: "train"  # what may change when a run continues; data/model/diffusion are fixed
 
 
 def new_run_config(preset: str | None = None, config: str | Path | None = None,
-                   overrides: dict[str, Any] | None = None) -> RunConfig:
+                   overrides: dict[str, Any] | None = None, config_cls: type[SectionedConfig] = RunConfig
+                   ) -> SectionedConfig:
     """A preset's config, a config.json's, or the defaults, with flat {field: value} overrides, validated."""
     if preset and config:
         raise LargoError("give a preset or a config file, not both")
-    cfg = RunConfig.load(config) if config else (preset_config(preset) if preset else RunConfig())
-    return with_overrides(cfg, check_overrides(overrides or {}, "config")).validate()
+    cfg = config_cls.load(config) if config else (preset_config(preset, config_cls) if preset else config_cls())
+    return with_overrides(cfg, check_overrides(overrides or {}, "config", config_cls=config_cls)).validate()
 
 
-def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None,
+                  config_cls: type[SectionedConfig] = RunConfig) -> SectionedConfig:
     """The config of the run in `run_dir`, with train/sample overrides (the rest of a run cannot change)."""
     overrides = overrides or {}
-    sections = field_sections()
+    sections = field_sections(config_cls)
     frozen = sorted({sections[k][0] for k in overrides if k in sections and sections[k][0] not in RESUMABLE_SECTIONS})
     if frozen:
         raise LargoError(f"--resume cannot change the {', '.join(frozen)} config of a run; only train and sample flags")
-    cfg = RunConfig.load(Path(run_dir) / "config.json")
-    return with_overrides(cfg, check_overrides(overrides, "config")).validate()
+    cfg = config_cls.load(Path(run_dir) / "config.json")
+    return with_overrides(cfg, check_overrides(overrides, "config", config_cls=config_cls)).validate()
 
 
-def default_run_dir(cfg: RunConfig) -> Path:
+def default_run_dir(cfg: SectionedConfig) -> Path:
     name = cfg.preset or cfg.data.dataset.replace("folder:", "folder-").replace("/", "_")
+    if isinstance(cfg, AutoencoderRunConfig) and not cfg.preset:
+        name = "autoencoder-" + name
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
+def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
           log: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Train `cfg` into `run_dir` (default runs/<preset or dataset>-<time>), or continue the run there with
-    `resume=True`. Returns the summary: step, stop_reason, checkpoint, grid, minutes, parameters."""
+    """Train `cfg` (a `RunConfig`: a diffusion model; an `AutoencoderRunConfig`: an autoencoder) into `run_dir`
+    (default runs/<preset or dataset>-<time>), or continue the run there with `resume=True`. Returns the summary:
+    step, stop_reason, checkpoint, grid, minutes, parameters."""
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if not resume and ((run_dir / "checkpoints").exists() or (run_dir / "config.json").exists()):
         raise LargoError(f"run directory {run_dir} already holds a run; use --resume {run_dir} to continue "
                          f"it or choose another --run-dir")
     trainer = Trainer(cfg.validate(), run_dir, resume=resume, progress=progress)
     if log:
-        log(f"training {cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({trainer.amp_dtype}), "
+        what = "an autoencoder on " if trainer.task.kind == "autoencoder" else ""
+        log(f"training {what}{cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({trainer.amp_dtype}), "
             f"{sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M parameters, step {trainer.step} → "
             f"{trainer.total_steps}; run: {run_dir}")
     return trainer.fit()

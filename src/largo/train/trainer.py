@@ -8,7 +8,7 @@ weights, bit for bit, as one that never stopped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import json
 import math
 import random
 import signal
@@ -21,24 +21,33 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from largo.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
-from largo.config import RunConfig
-from largo.data import BatchStream, load_images, long_tailed
-from largo.diffusion.loss import diffusion_loss
-from largo.diffusion.schedules import NoiseSchedule
+from largo.config import AutoencoderRunConfig, RunConfig
+from largo.data import BatchStream, load_images, long_tailed, random_subset
 from largo.errors import LargoError
 from largo.io import atomic_write_text
-from largo.models import build_unet, count_parameters
+from largo.models import count_parameters
 from largo.runtime import autocast, check_compile, peak_memory_mb, resolve_device, resolve_precision
 from largo.runtime.distributed import all_reduce_mean, barrier, init_distributed, local_device, shutdown
-from largo.sampling import class_grid
+from largo.train.autoencoder_task import AutoencoderTask
+from largo.train.diffusion_task import DiffusionTask
 from largo.train.ema import EMA
 from largo.train.rng import rng_state, set_rng_state
 from largo.train.runlog import RunLog, log_step
 
 
 # -- the loop ----------------------------------------------------------------------------------------
+def make_task(cfg: RunConfig | AutoencoderRunConfig, device: torch.device) -> DiffusionTask | AutoencoderTask:
+    """The task a config trains: a diffusion model (`RunConfig`) or an autoencoder (`AutoencoderRunConfig`)."""
+    if isinstance(cfg, AutoencoderRunConfig):
+        return AutoencoderTask(cfg, device)
+    return DiffusionTask(cfg, device)
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True):
+    """One loop for every task: data stream → the task's loss → AdamW → EMA, checkpoints, logs, resume."""
+
+    def __init__(self, cfg: RunConfig | AutoencoderRunConfig, run_dir: Path, resume: bool = False,
+                 progress: bool = True):
         self.run_dir = Path(run_dir)
         self.progress = progress
         t, d = cfg.train, cfg.data
@@ -48,42 +57,48 @@ class Trainer:
             raise LargoError(f"batch_size {t.batch_size} is not divisible by the {self.dist.world} processes "
                              f"(batch_size is the global batch)")
         self.amp_dtype = resolve_precision(t.precision, self.device)
+        cfg.validate()  # before the data is loaded: a bad value costs nothing
         data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
                            bad_images=d.bad_images, split_seed=d.split_seed)
-        data = long_tailed(data, d.imbalance, seed=d.split_seed)
+        data = random_subset(long_tailed(data, d.imbalance, seed=d.split_seed), d.subset, seed=d.split_seed)
         self.class_names = data.class_names
-        cfg.model = dataclasses.replace(cfg.model, image_channels=data.channels, num_classes=data.num_classes)
+        self.task = make_task(cfg, self.device)
+        train_set, flipped = self.task.prepare(data)  # fills what the network sees into cfg
         self.cfg = cfg.validate()
         torch.manual_seed(t.seed)
         random.seed(t.seed)
         np.random.seed(t.seed)
-        self.net = build_unet(cfg.model, d.resolution).to(self.device)
+        self.net = self.task.build_net().to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ema = EMA(self.net, t.ema_decay, t.ema_warmup)
         fused = self.device.type == "cuda"
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                      weight_decay=t.weight_decay, fused=fused, foreach=None if fused else True)
+        self.task.setup(self.net, fused)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.schedule = NoiseSchedule.from_config(cfg.diffusion)
-        self.stream = BatchStream(data, t.batch_size, balanced=d.balanced, hflip=d.hflip, seed=t.seed,
-                                  device=self.device, shard=self.dist.shard)
+        self.stream = BatchStream(train_set, t.batch_size, balanced=d.balanced, hflip=d.hflip, seed=t.seed,
+                                  device=self.device, shard=self.dist.shard, flipped=flipped)
         self.step = 0
         self.bad_steps_total = 0
-        train_net: torch.nn.Module = self.net
-        if self.dist.enabled:
-            train_net = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda"
-                                                else None)
-        self.train_net = train_net
-        if t.compile:
-            check_compile(self.device)
-        self.model_fn = torch.compile(train_net) if t.compile else train_net
+        self.train_net = self._wrap(self.net)
+        self.model_fn = torch.compile(self.train_net) if t.compile else self.train_net
         self.stop_requested = False
         if resume:
             self._resume()
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, cfg)
+            if self.task.cache_event and not resume:
+                with open(self.run_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": 0, **self.task.cache_event}) + "\n")
+
+    def _wrap(self, net: torch.nn.Module) -> torch.nn.Module:
+        if self.cfg.train.compile:
+            check_compile(self.device)
+        if not self.dist.enabled:
+            return net
+        return DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     @property
     def total_steps(self) -> int:
@@ -103,21 +118,26 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
                 "stream": self.stream.state_dict(), "rng": rng_state(), "bad_steps_total": self.bad_steps_total,
-                "scaler": self.scaler.state_dict() if self.scaler else None}
+                "scaler": self.scaler.state_dict() if self.scaler else None, "task": self.task.state_dict()}
 
     def save(self) -> Path | None:
         if not self.dist.is_main:
             return None
         return save_checkpoint(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg,
-                               self.cfg.train.keep, self.class_names)
+                               self.cfg.train.keep, self.class_names, self.task.meta())
 
     def _resume(self) -> None:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             raise LargoError(f"nothing to resume: {self.run_dir} has no complete checkpoint")
         meta = read_meta(ckpt)
-        if RunConfig.from_dict(meta["config"]).model != self.cfg.model:
+        if meta.get("kind", "diffusion") != self.task.kind:
+            raise LargoError(f"cannot resume {self.run_dir}: it holds a {meta.get('kind', 'diffusion')} run, not an "
+                             f"{self.task.kind} run")
+        saved = type(self.cfg).from_dict(meta["config"])
+        if self.task.architecture(saved) != self.task.architecture(self.cfg):
             raise LargoError(f"cannot resume {self.run_dir}: the model config differs from the checkpoint's")
+        self.task.check_resume(meta)
         load_weights(self.net, ckpt / "model.safetensors")
         load_weights(self.ema.net, ckpt / "ema.safetensors")
         state = load_state(ckpt)
@@ -130,6 +150,7 @@ class Trainer:
             self.step = int(state["step"])
             self.ema.updates = int(state["ema_updates"])
             self.bad_steps_total = int(state.get("bad_steps_total", 0))
+            self.task.load_state_dict(state.get("task"))
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise LargoError(f"training state in {ckpt} does not match this run ({type(e).__name__}: {e})") from None
         self._truncate_log(self.step)
@@ -159,8 +180,7 @@ class Trainer:
             sync = self.dist.enabled and micro < t.grad_accum - 1
             with (self.train_net.no_sync() if sync else contextlib.nullcontext()):
                 with autocast(self.device, self.amp_dtype):
-                    loss = diffusion_loss(self.model_fn, x, y, self.schedule, self.cfg.diffusion,
-                                          shard=self.dist.shard) / t.grad_accum
+                    loss = self.task.loss(self.model_fn, self.net, x, y, self.step, self.dist.shard) / t.grad_accum
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach().float()
         if self.scaler:
@@ -182,6 +202,7 @@ class Trainer:
         else:
             self.opt.step()
         self.ema.update(self.net)
+        self.task.after_step(self.step, self.dist)
         self.step += 1
         return loss_value, norm_value, stop
 
@@ -230,7 +251,7 @@ class Trainer:
                 log.window_record(self.step, epoch=round(self.stream.epoch_fraction, 4),
                                   lr=self.lr_at(self.step - 1), grad_norm=grad_norm,
                                   peak_mem_mb=round(peak_memory_mb(self.device), 1),
-                                  ema_decay=self.ema.current_decay())
+                                  ema_decay=self.ema.current_decay(), **self.task.logs)
             if stop:
                 return "time budget" if out_of_time and not self.stop_requested else "signal"
             if self.step % t.checkpoint_every == 0:
@@ -240,10 +261,8 @@ class Trainer:
         return "steps"
 
     def sample_grid(self, writer: Any = None) -> Path:
-        s = self.cfg.sample
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
-        image = class_grid(self.ema.net, self.cfg, self.class_names, per_class=s.grid_per_class, seed=0,
-                           device=self.device)
+        image = self.task.grid(self.ema.net, self.class_names)
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
         if writer:

@@ -8,7 +8,7 @@ from PIL import Image
 from largo.data import load_images
 from largo.draw.plot import BLUE, GREEN, LIGHT_GREY, RED, Panel, Series, plot
 from largo.errors import LargoError
-from largo.sampling import LoadedModel, SamplingOptions, generate_images
+from largo.sampling import LoadedModel, SamplingOptions
 
 HIST_PANEL = (520, 380)  # one panel per channel; the image is (C × 520, 380 + 28) pixels
 
@@ -56,6 +56,6 @@ def real_vs_generated_histogram(model: LoadedModel, options: SamplingOptions, n:
     real = load_images(d.dataset, "test", d.resolution, d.data_root if data_root is None else data_root,
                        bad_images=d.bad_images, split_seed=d.split_seed).images
     labels = torch.arange(n, dtype=torch.long) % max(1, model.cfg.model.num_classes)
-    fake = generate_images(model.net, model.cfg, labels, [seed + i for i in range(n)], options,
-                           batch_size=batch_size, device=device, progress=True)
+    fake = model.generate(labels, [seed + i for i in range(n)], options, batch_size=batch_size, device=device,
+                          progress=True)
     return histogram_image(real, fake, bins, logy=logy, title=f"{d.dataset} test split vs {n} samples")

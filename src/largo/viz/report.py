@@ -176,7 +176,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_
     out.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, Image.Image] = {"curves": curves_image(run_dir)}
     pictures["samples"] = class_grid(model.net, model.cfg, model.class_names, per_class=per_class, classes=classes,
-                                     seed=seed, device=device, options=options)
+                                     seed=seed, device=device, options=options, latent=model.latent)
     with torch.no_grad():
         pictures["trajectory"] = trajectory_strip(model, trajectory, [seed], options, every=every, device=device)
     for name, image in pictures.items():

@@ -11,7 +11,7 @@ from largo.config import SAMPLERS
 from largo.draw.grid import Section, annotated_grid
 from largo.errors import LargoError
 from largo.images import to_uint8
-from largo.sampling import LoadedModel, SamplingOptions, generate_images, reverse_trajectory, trajectory_length
+from largo.sampling import LoadedModel, SamplingOptions, reverse_trajectory, trajectory_length
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)
 
@@ -44,7 +44,7 @@ def trajectory_strip(model: LoadedModel, class_index: int, seeds: list[int], opt
     n = trajectory_length(model.cfg, options)
     idx = frame_indices(n, every, frames)
     labels = torch.full((len(seeds),), class_index, dtype=torch.long)
-    final, traj = reverse_trajectory(model.net, model.cfg, labels, seeds, options, device=device)
+    final, traj = reverse_trajectory(model.net, model.cfg, labels, seeds, options, device=device, latent=model.latent)
     heads = [f"step {i + 1}/{n}\nt={traj[i]['t']:.0f}" for i in idx] + ["output\n "]
     sec = Section(f"{model.class_names[class_index]} · {options.sampler}, {options.steps} steps, "
                   f"w={_fmt_w(options.cfg_scale)}", heads)
@@ -65,8 +65,8 @@ def cfg_sweep(model: LoadedModel, classes: list[int], options: SamplingOptions,
         raise LargoError("guidance scales must be >= 0")
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    columns = [generate_images(model.net, model.cfg, labels, seeds, dataclasses.replace(options, cfg_scale=w),
-                               batch_size=batch_size, device=device) for w in scales]
+    columns = [model.generate(labels, seeds, dataclasses.replace(options, cfg_scale=w), batch_size=batch_size,
+                              device=device) for w in scales]
     sec = Section(f"guidance sweep · {options.sampler}, {options.steps} steps · same seed along a row",
                   [f"w={_fmt_w(w)}" for w in scales])
     for r, c in enumerate(labels.tolist()):
@@ -92,6 +92,6 @@ def sampler_grid(model: LoadedModel, classes: list[int], samplers: list[str], nf
     sec = Section(f"samplers × NFE · w={_fmt_w(options.cfg_scale)} · same seed down a column",
                   [model.class_names[c] for c in classes])
     for cell in cells:
-        images = generate_images(model.net, model.cfg, labels, seeds, cell, batch_size=batch_size, device=device)
+        images = model.generate(labels, seeds, cell, batch_size=batch_size, device=device)
         sec.add(f"{cell.sampler}\n{cell.steps} NFE", list(images))
     return annotated_grid([sec])

@@ -19,7 +19,7 @@ from largo.metrics.folder import load_image_folder, probe_resolution
 from largo.metrics.kid import resolve_subset_size
 from largo.runtime import DistInfo, PeakMemory, resolve_device
 from largo.runtime.distributed import init_distributed, local_device, shutdown
-from largo.sampling import LoadedModel, SamplingOptions, generate_images, load_model
+from largo.sampling import LoadedModel, SamplingOptions, load_model
 from largo.sampling.options import kwarg_label
 
 
@@ -98,8 +98,8 @@ def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Jud
     seeds = [settings.seed + i for i in range(n)]
     with PeakMemory(device) as memory:
         t0, c0 = time.perf_counter(), time.process_time()
-        images = generate_images(model.net, model.cfg, labels, seeds, options, batch_size=settings.batch_size,
-                                 device=device, progress=progress, dist_info=dist_info)
+        images = model.generate(labels, seeds, options, batch_size=settings.batch_size, device=device,
+                                progress=progress, dist_info=dist_info)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         gen_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0

@@ -1,0 +1,96 @@
+"""What a diffusion run trains: the U-Net with the denoising loss, on pixels or on an autoencoder's latents."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from largo.autoencoder.latents import LatentSpace, encode_dataset, fit_latent_space, latent_space_from_record
+from largo.autoencoder.load import load_autoencoder
+from largo.config import RunConfig
+from largo.data import ImageSet
+from largo.diffusion.loss import diffusion_loss
+from largo.diffusion.schedules import NoiseSchedule
+from largo.errors import LargoError
+from largo.models import build_unet
+from largo.runtime import DistInfo
+from largo.sampling import class_grid
+
+
+class DiffusionTask:
+    kind = "diffusion"
+
+    def __init__(self, cfg: RunConfig, device: torch.device, log: Any = print):
+        self.cfg, self.device, self.log = cfg, device, log
+        self.schedule = NoiseSchedule.from_config(cfg.diffusion)
+        self.latent: LatentSpace | None = None
+        self.logs: dict[str, float] = {}
+        self.cache_event: dict | None = None  # latent runs: whether the encoded dataset came from the cache
+
+    def prepare(self, data: ImageSet) -> tuple[ImageSet, torch.Tensor | None]:
+        """The training set the stream draws from (images, or normalised latents and their mirror images); fills
+        the model config with what the network sees."""
+        cfg = self.cfg
+        if not cfg.data.autoencoder:
+            cfg.model = dataclasses.replace(cfg.model, image_channels=data.channels, num_classes=data.num_classes,
+                                            input_size=cfg.data.resolution)
+            return data, None
+        ae = load_autoencoder(cfg.data.autoencoder, self.device)
+        d = cfg.data
+        key = {"dataset": d.dataset, "split": "train", "resolution": d.resolution, "split_seed": d.split_seed,
+               "imbalance": d.imbalance, "subset": d.subset,
+               "images_sha256": hashlib.sha256(data.images.numpy().tobytes()).hexdigest()}
+        enc = encode_dataset(ae, data, key, device=self.device, log=lambda s: self.log(f"largo: {s}"))
+        self.cache_event = {"event": "latents", "cache": "hit" if enc.from_cache else "miss", "path": str(enc.path)}
+        self.latent = fit_latent_space(ae, enc.latents, d.latent_norm)
+        cfg.model = dataclasses.replace(cfg.model, image_channels=ae.latent_channels, num_classes=data.num_classes,
+                                        input_size=d.resolution // ae.downsample_factor)
+        norm = lambda z: (z - self.latent.shift.view(1, -1, 1, 1)) * self.latent.scale.view(1, -1, 1, 1)  # noqa: E731
+        return ImageSet(norm(enc.latents), data.labels, data.class_names), norm(enc.flipped)
+
+    def build_net(self) -> nn.Module:
+        return build_unet(self.cfg.model, self.cfg.net_size)
+
+    def setup(self, net: nn.Module, fused: bool) -> None:
+        pass
+
+    def loss(self, model_fn: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int,
+             shard: tuple[int, int]) -> torch.Tensor:
+        return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard)
+
+    def after_step(self, step: int, dist: DistInfo) -> None:
+        pass
+
+    def grid(self, ema_net: nn.Module, class_names: list[str]) -> Image.Image:
+        s = self.cfg.sample
+        return class_grid(ema_net, self.cfg, class_names, per_class=s.grid_per_class, seed=0, device=self.device,
+                          latent=self.latent)
+
+    def architecture(self, cfg: RunConfig) -> Any:
+        return cfg.model
+
+    def meta(self) -> dict:
+        return {"prediction": self.cfg.diffusion.prediction,
+                "latent": self.latent.record() if self.latent is not None else None}
+
+    def check_resume(self, meta: dict) -> None:
+        """A latent run continues only with the autoencoder and normalisation it started with."""
+        if self.latent is None:
+            return
+        record = meta.get("latent") or {}
+        if record.get("autoencoder", {}).get("sha256") != self.latent.autoencoder.sha256:
+            raise LargoError("cannot resume: the run was trained on another autoencoder's latents")
+        latent_space_from_record(record, self.device)  # the recorded autoencoder must still be there and unchanged
+        if record.get("scale") != self.latent.scale.tolist() or record.get("shift") != self.latent.shift.tolist():
+            raise LargoError("cannot resume: the latent normalisation differs from the checkpoint's")
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        pass

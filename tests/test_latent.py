@@ -1,0 +1,174 @@
+"""Latent diffusion end to end, small: an autoencoder trained on real images through the shared trainer (its loss
+falls; killed and resumed it ends bit-identical), a latent U-Net trained, sampled, evaluated and exported through
+the CLI with the encoded dataset cached, a diffusers AutoencoderKL as the latent space, and bad input answered
+with one line and exit code 2 without harming earlier files."""
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from largo.cli import main
+from largo.config import AutoencoderRunConfig
+from largo.train import Trainer
+from helpers import SHARED_DATA
+
+AE_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
+            "--num-res-blocks", "1", "--latent-channels", "2", "--batch-size", "16", "--device", "cpu",
+            "--disc-start", "4", "--disc-layers", "1", "--log-every", "2", "--lr", "1e-3", "--quiet", "--subset", "512",
+            "--data-root", str(SHARED_DATA)]
+LATENT_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
+                "--num-res-blocks", "1", "--attention-resolutions", "4", "--num-heads", "2", "--batch-size", "16",
+                "--device", "cpu", "--log-every", "2", "--sample-steps", "3", "--grid-per-class", "1",
+                "--clip-x0", "false", "--quiet", "--subset", "256", "--data-root", str(SHARED_DATA)]
+
+
+def _run(capsys, argv):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.err.strip().splitlines()
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def autoencoder(tmp_path_factory, data_root):
+    run = tmp_path_factory.mktemp("ae")
+    assert main(["autoencoder", "train", *AE_FLAGS, "--steps", "24", "--checkpoint-every", "24",
+                 "--run-dir", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory, autoencoder):
+    run = tmp_path_factory.mktemp("latent")
+    assert main(["train", *LATENT_FLAGS, "--autoencoder", str(autoencoder), "--steps", "4", "--checkpoint-every", "4",
+                 "--run-dir", str(run)]) == 0
+    return run
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_autoencoder_trains_on_real_images_and_its_reconstruction_loss_falls(autoencoder):
+    rec = [r["rec"] for r in _records(autoencoder) if "rec" in r]
+    assert len(rec) >= 10 and rec[-1] < 0.7 * rec[0], rec
+    gan = [r for r in _records(autoencoder) if r["step"] > 4 and "d_loss" in r]
+    assert gan and all(r["d_loss"] > 0 for r in gan), "the discriminator never trained after disc_start"
+    meta = json.loads((autoencoder / "checkpoints" / "step_00000024" / "meta.json").read_text())
+    assert meta["kind"] == "autoencoder" and meta["downsample_factor"] == 2 and meta["latent_channels"] == 2
+    assert (autoencoder / "samples" / "step_00000024.png").is_file()
+
+
+def test_autoencoder_killed_and_resumed_ends_bit_identical(tmp_path, data_root):
+    cfg = AutoencoderRunConfig()
+    cfg.data = dataclasses.replace(cfg.data, dataset="fashion_mnist", resolution=16, data_root=str(SHARED_DATA),
+                                   subset=256)
+    cfg.autoencoder = dataclasses.replace(cfg.autoencoder, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+                                          latent_channels=2)
+    cfg.loss = dataclasses.replace(cfg.loss, disc_start=2, disc_layers=1)
+    cfg.train = dataclasses.replace(cfg.train, steps=6, batch_size=8, checkpoint_every=3, log_every=3, device="cpu")
+    Trainer(dataclasses.replace(cfg), tmp_path / "straight", progress=False).fit()
+    first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=3))
+    Trainer(first, tmp_path / "resumed", progress=False).fit()  # "killed" after its step-3 checkpoint
+    Trainer(dataclasses.replace(cfg), tmp_path / "resumed", resume=True, progress=False).fit()
+    a, b = (tmp_path / r / "checkpoints" / "step_00000006" for r in ("straight", "resumed"))
+    for name in ("model.safetensors", "ema.safetensors"):
+        x, y = load_file(str(a / name)), load_file(str(b / name))
+        assert all(torch.equal(x[k], y[k]) for k in x), name
+    da = torch.load(a / "state.pt", weights_only=True)["task"]["discriminator"]
+    db = torch.load(b / "state.pt", weights_only=True)["task"]["discriminator"]
+    assert da and all(torch.equal(da[k], db[k]) for k in da), "discriminator weights differ after resume"
+
+
+def test_latent_model_trains_samples_evaluates_and_exports(capsys, tmp_path, autoencoder, latent_run):
+    meta = json.loads((latent_run / "checkpoints" / "step_00000004" / "meta.json").read_text())
+    ae_sha = meta["latent"]["autoencoder"]["sha256"]
+    assert meta["config"]["model"]["input_size"] == 8 and meta["config"]["model"]["image_channels"] == 2
+    assert [r["cache"] for r in _records(latent_run) if r.get("event") == "latents"] == ["miss"]
+    # a second run on the same data and autoencoder reads the encoded dataset from the cache
+    again = tmp_path / "again"
+    assert main(["train", *LATENT_FLAGS, "--autoencoder", str(autoencoder), "--steps", "2", "--run-dir",
+                 str(again)]) == 0
+    assert [r["cache"] for r in _records(again) if r.get("event") == "latents"] == ["hit"]
+
+    out = tmp_path / "samples"
+    assert main(["sample", str(latent_run), "--classes", "0,Sneaker", "--n", "2", "--steps", "3", "--out",
+                 str(out)]) == 0
+    from PIL import Image
+
+    pngs = sorted((out / "images").glob("*.png"))
+    assert len(pngs) == 4 and Image.open(pngs[0]).size == (16, 16)  # pixels out, not 8×8 latents
+    assert main(["eval", str(latent_run), "--n", "8", "--steps", "2", "--ref-n", "50", "--no-inception",
+                 "--quiet", "--out", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["resolution"] == 16
+    assert main(["export", str(latent_run), "--out", str(tmp_path / "export")]) == 0
+    exported = json.loads((tmp_path / "export" / "meta.json").read_text())["latent"]["autoencoder"]
+    assert exported["path"] == "autoencoder" and exported["sha256"] == ae_sha
+    shutil.copytree(tmp_path / "export", tmp_path / "moved")  # the export loads wherever it is, alone
+    assert main(["sample", str(tmp_path / "moved"), "--n", "1", "--steps", "2", "--classes", "0", "--out",
+                 str(tmp_path / "from-export")]) == 0
+
+
+def test_diffusers_autoencoder_serves_as_the_latent_space(tmp_path, data_root):
+    diffusers = pytest.importorskip("diffusers")
+    vae = diffusers.AutoencoderKL(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
+                                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 32),
+                                  layers_per_block=1, latent_channels=2, norm_num_groups=32, sample_size=16)
+    vae.save_pretrained(tmp_path / "vae")
+    from largo.autoencoder.load import load_autoencoder
+
+    ae = load_autoencoder(tmp_path / "vae")
+    assert (ae.kind, ae.downsample_factor, ae.latent_channels) == ("diffusers", 2, 2)
+    run = tmp_path / "run"
+    assert main(["train", *LATENT_FLAGS, "--autoencoder", str(tmp_path / "vae"), "--steps", "2", "--run-dir",
+                 str(run)]) == 0
+    assert main(["sample", str(run), "--n", "1", "--steps", "2", "--classes", "3", "--out", str(tmp_path / "s")]) == 0
+
+
+def test_bad_autoencoder_input_is_one_line_and_harms_nothing(capsys, tmp_path, autoencoder, latent_run):
+    before = _snapshot(latent_run)
+    cases = [
+        (["train", *LATENT_FLAGS, "--resolution", "32", "--autoencoder", str(autoencoder), "--steps", "1",
+          "--run-dir", str(tmp_path / "r1")], "trained at 16x16"),
+        (["train", *LATENT_FLAGS, "--dataset", "flowers102", "--autoencoder", str(autoencoder), "--steps", "1",
+          "--run-dir", str(tmp_path / "r2")], "1-channel images"),
+        (["train", *LATENT_FLAGS, "--autoencoder", str(tmp_path / "nope"), "--steps", "1",
+          "--run-dir", str(tmp_path / "r3")], "not found"),
+        (["train", *LATENT_FLAGS, "--autoencoder", str(latent_run), "--steps", "1",
+          "--run-dir", str(tmp_path / "r4")], "not an autoencoder checkpoint"),
+    ]
+    for argv, needle in cases:
+        code, err = _run(capsys, argv)
+        assert code == 2 and len(err) == 1 and err[0].startswith("largo: error:") and needle in err[0], (argv, err)
+
+    ae_copy = tmp_path / "ae"
+    shutil.copytree(autoencoder, ae_copy)
+    run_copy = tmp_path / "latent"
+    shutil.copytree(latent_run, run_copy)
+    meta_path = run_copy / "checkpoints" / "step_00000004" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    ckpt = ae_copy / "checkpoints" / "step_00000024"
+    meta["latent"]["autoencoder"]["path"] = str(ckpt)
+    meta_path.write_text(json.dumps(meta))
+    weights = ckpt / "ema.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-8] + bytes(8))  # changed: same size, other bytes
+    code, err = _run(capsys, ["sample", str(run_copy), "--n", "1"])
+    assert code == 2 and len(err) == 1 and "has changed" in err[0], err
+    weights.write_bytes(data[: len(data) // 2])  # corrupt
+    code, err = _run(capsys, ["sample", str(run_copy), "--n", "1"])
+    assert code == 2 and len(err) == 1 and ("corrupt" in err[0] or "changed" in err[0]), err
+    shutil.rmtree(ckpt)  # missing
+    code, err = _run(capsys, ["sample", str(run_copy), "--n", "1"])
+    assert code == 2 and len(err) == 1 and "missing" in err[0], err
+    assert _snapshot(latent_run) == before
