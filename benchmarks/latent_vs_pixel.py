@@ -10,7 +10,8 @@ side. A training step is the diffusion loss + backward + AdamW (no EMA, no data 
 both); sampling is DPM-Solver++(2M), 20 steps, guidance 3 (one batched forward of 2B per step), plus, for latents,
 decoding with the autoencoder. The encoder's cost is paid once per training image (the encoded dataset is cached)
 and is reported separately. Timings alternate between the two models round by round, so a load change on the
-machine hits both. Peak memory is the process's peak RSS during each phase (CPU) or the CUDA allocator's peak.
+machine hits both. Peak memory is measured for each model and phase in a fresh process (peak RSS on the CPU, whose
+high-water mark never comes down within a process; the CUDA allocator's peak on a GPU).
 
 Quality (`--autoencoder`, `--minutes`): both presets are trained on Flowers-102 for the same wall-clock minutes
 on this machine, then N images each (classes cycled) are scored against the test split in the flowers domain
@@ -22,6 +23,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 
 import torch
@@ -53,6 +56,17 @@ def nets(device: torch.device):
         (latent_cfg, build_unet(latent_cfg.model, 128 // f).to(device)), build_autoencoder(ae_cfg).to(device).eval()
 
 
+class _Decoder:
+    """The latent space's decode with an identity normalisation: the same cost as the real one (speed only)."""
+
+    def __init__(self, ae):
+        self.ae = ae
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        return torch.cat([self.ae.decode(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
+
+
 def train_seconds(cfg, net, batch: int, steps: int, device: torch.device) -> float:
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, foreach=device.type != "cuda", fused=device.type == "cuda")
     schedule = NoiseSchedule.from_config(cfg.diffusion)
@@ -73,11 +87,11 @@ def speed(a: argparse.Namespace, device: torch.device) -> dict:
     out = {"pixel": {"params_m": count_parameters(pnet) / 1e6, "sees": [3, 128, 128]},
            "latent": {"params_m": count_parameters(lnet) / 1e6, "sees": [lcfg.model.image_channels, 32, 32],
                       "autoencoder_params_m": count_parameters(ae) / 1e6}}
+    for name in ("pixel", "latent"):  # each in a fresh process: a process's peak RSS never comes down
+        for phase in ("train", "sample"):
+            out[name][f"{phase}_peak_mb"] = peak_in_subprocess(name, phase, a)
     for name, (cfg, net) in (("pixel", (pcfg, pnet)), ("latent", (lcfg, lnet))):
         train_seconds(cfg, net, a.batch, 1, device)  # warm-up
-        with PeakMemory(device) as mem:
-            train_seconds(cfg, net, a.batch, 1, device)
-        out[name]["train_peak_mb"], out[name]["train_peak_delta_mb"] = mem.peak, mem.delta
     times = {"pixel": 0.0, "latent": 0.0}
     for _ in range(a.rounds):  # alternate, so a change of load on the machine hits both alike
         times["pixel"] += train_seconds(pcfg, pnet, a.batch, a.steps, device)
@@ -85,24 +99,16 @@ def speed(a: argparse.Namespace, device: torch.device) -> dict:
     for name in times:
         out[name]["train_images_per_s"] = a.batch * a.steps * a.rounds / times[name]
 
-    class Decoder:  # the latent space's decode with an identity normalisation (speed only)
-        def decode(self, z, batch_size=64):
-            with torch.no_grad():
-                return torch.cat([ae.decode(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
-
     labels = torch.arange(a.sample_batch) % 102
-    for name, (cfg, net), latent in (("pixel", (pcfg, pnet), None), ("latent", (lcfg, lnet), Decoder())):
+    for name, (cfg, net), latent in (("pixel", (pcfg, pnet), None), ("latent", (lcfg, lnet), _Decoder(ae))):
         net.eval()
         options = SamplingOptions.resolve(cfg, steps=20, cfg_scale=3.0)
         generate_images(net, cfg, labels[:1], options=dataclasses.replace(options, steps=1), device=device,
                         latent=latent)
-        with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            generate_images(net, cfg, labels, options=options, batch_size=a.sample_batch, device=device, latent=latent)
-            sync(device)
-            seconds = time.perf_counter() - t0
-        out[name]["sample_s_per_image"] = seconds / len(labels)
-        out[name]["sample_peak_mb"] = mem.peak
+        t0 = time.perf_counter()
+        generate_images(net, cfg, labels, options=options, batch_size=a.sample_batch, device=device, latent=latent)
+        sync(device)
+        out[name]["sample_s_per_image"] = (time.perf_counter() - t0) / len(labels)
     x = torch.rand(a.sample_batch, 3, 128, 128, device=device) * 2 - 1
     with torch.no_grad():
         ae.encode(x[:1])
@@ -112,8 +118,33 @@ def speed(a: argparse.Namespace, device: torch.device) -> dict:
     out["latent"]["encode_s_per_image"] = (time.perf_counter() - t0) / len(x)
     out["ratios"] = {"train_images_per_s": out["latent"]["train_images_per_s"] / out["pixel"]["train_images_per_s"],
                      "sample_s_per_image": out["pixel"]["sample_s_per_image"] / out["latent"]["sample_s_per_image"],
-                     "train_peak_delta_mb": out["pixel"]["train_peak_delta_mb"] / max(out["latent"]["train_peak_delta_mb"], 1e-9)}
+                     "train_peak_mb": out["pixel"]["train_peak_mb"] / out["latent"]["train_peak_mb"],
+                     "sample_peak_mb": out["pixel"]["sample_peak_mb"] / out["latent"]["sample_peak_mb"]}
     return out
+
+
+def peak_in_subprocess(name: str, phase: str, a: argparse.Namespace) -> float:
+    """Peak memory (MB) of one phase of one model, in a fresh Python process."""
+    args = [sys.executable, __file__, "--memory", f"{name}:{phase}", "--device", a.device, "--batch", str(a.batch),
+            "--sample-batch", str(a.sample_batch)]
+    return float(subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+
+
+def memory_phase(spec: str, a: argparse.Namespace) -> float:
+    """One training step (after a warm-up step) or one sampling call, and the process's peak memory after it."""
+    device = resolve_device(a.device)
+    name, phase = spec.split(":")
+    (pcfg, pnet), (lcfg, lnet), ae = nets(device)
+    cfg, net = (pcfg, pnet) if name == "pixel" else (lcfg, lnet)
+    with PeakMemory(device) as mem:
+        if phase == "train":
+            train_seconds(cfg, net, a.batch, 2, device)
+        else:
+            net.eval()
+            decoder = _Decoder(ae) if name == "latent" else None
+            generate_images(net, cfg, torch.arange(a.sample_batch) % 102, options=SamplingOptions.resolve(cfg, steps=2),
+                            batch_size=a.sample_batch, device=device, latent=decoder)
+    return mem.peak
 
 
 def quality(a: argparse.Namespace) -> dict:
@@ -152,7 +183,11 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=0, help="training minutes per model for the quality comparison")
     p.add_argument("--n", type=int, default=200, help="images per model for the quality comparison")
     p.add_argument("--out", default="runs/latent_vs_pixel")
+    p.add_argument("--memory", help=argparse.SUPPRESS)  # internal: MODEL:PHASE, run in a fresh process
     a = p.parse_args()
+    if a.memory:
+        print(memory_phase(a.memory, a))
+        return
     device = resolve_device(a.device)
     report = {"machine": f"{device}, {torch.get_num_threads()} threads, load {load_average()}",
               "sizes": {"batch": a.batch, "steps": a.steps, "rounds": a.rounds, "sample_batch": a.sample_batch},

@@ -25,6 +25,8 @@ def _run(capsys, argv):
     (["train", "--preset", "demo", "--data-root", "/tmp/empty-largo-root"], "fashion_mnist not found under"),
     (["train", "--config", "/no/such/config.json"], "config file not found"),
     (["sample", "/no/such/run"], "no run, checkpoint or released checkpoint named"),
+    (["sample", "fashion_mnist-32-cpu", "--n", "1", "--cfg", "nan"], "--cfg must be a finite number, got nan"),
+    (["sample", "fashion_mnist-32-cpu", "--n", "1", "--out", "/proc/nope"], "No such file or directory: /proc/nope"),
 ])
 def test_one_line_errors(capsys, argv, needle):
     os.makedirs("/tmp/empty-largo-root", exist_ok=True)

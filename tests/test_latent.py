@@ -16,11 +16,11 @@ from largo.config import AutoencoderRunConfig
 from largo.train import Trainer
 from helpers import SHARED_DATA
 
-AE_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
+AE_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "32", "--base-channels", "32", "--channel-mult", "1,2,2",
             "--num-res-blocks", "1", "--latent-channels", "2", "--batch-size", "16", "--device", "cpu",
-            "--disc-start", "4", "--disc-layers", "1", "--log-every", "2", "--lr", "1e-3", "--quiet", "--subset", "512",
-            "--data-root", str(SHARED_DATA)]
-LATENT_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
+            "--disc-start", "4", "--disc-layers", "1", "--log-every", "2", "--lr", "1e-3", "--quiet",
+            "--subset", "512", "--data-root", str(SHARED_DATA)]
+LATENT_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "32", "--base-channels", "32", "--channel-mult", "1,2",
                 "--num-res-blocks", "1", "--attention-resolutions", "4", "--num-heads", "2", "--batch-size", "16",
                 "--device", "cpu", "--log-every", "2", "--sample-steps", "3", "--grid-per-class", "1",
                 "--clip-x0", "false", "--quiet", "--subset", "256", "--data-root", str(SHARED_DATA)]
@@ -65,8 +65,19 @@ def test_autoencoder_trains_on_real_images_and_its_reconstruction_loss_falls(aut
     gan = [r for r in _records(autoencoder) if r["step"] > 4 and "d_loss" in r]
     assert gan and all(r["d_loss"] > 0 for r in gan), "the discriminator never trained after disc_start"
     meta = json.loads((autoencoder / "checkpoints" / "step_00000024" / "meta.json").read_text())
-    assert meta["kind"] == "autoencoder" and meta["downsample_factor"] == 2 and meta["latent_channels"] == 2
+    assert meta["kind"] == "autoencoder" and meta["downsample_factor"] == 4 and meta["latent_channels"] == 2
     assert (autoencoder / "samples" / "step_00000024.png").is_file()
+
+
+def test_autoencoder_eval_measures_reconstructions(autoencoder, tmp_path):
+    out = tmp_path / "ae.json"
+    assert main(["autoencoder", "eval", str(autoencoder), "--n", "64", "--device", "cpu", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["n"] == 64 and r["latents"]["shape"] == [2, 8, 8] and len(r["latents"]["std"]) == 2
+    assert 5 < r["pixels"]["psnr_db"] < 60 and 0 < r["pixels"]["ssim"] <= 1
+    assert r["rfd_classifier"]["value"] > 0 and r["rfd_classifier"]["extractor"].startswith("classifier:fashion")
+    assert abs(r["latents"]["scale_factor"] - 1 / r["latents"]["std_all"]) < 1e-9
+    assert out.with_suffix(".png").is_file()
 
 
 def test_autoencoder_killed_and_resumed_ends_bit_identical(tmp_path, data_root):
@@ -107,10 +118,11 @@ def test_latent_model_trains_samples_evaluates_and_exports(capsys, tmp_path, aut
     from PIL import Image
 
     pngs = sorted((out / "images").glob("*.png"))
-    assert len(pngs) == 4 and Image.open(pngs[0]).size == (16, 16)  # pixels out, not 8×8 latents
+    assert len(pngs) == 4 and Image.open(pngs[0]).size == (32, 32)  # pixels out, not 8×8 latents
     assert main(["eval", str(latent_run), "--n", "8", "--steps", "2", "--ref-n", "50", "--no-inception",
                  "--quiet", "--out", str(tmp_path / "eval.json")]) == 0
-    assert json.loads((tmp_path / "eval.json").read_text())["resolution"] == 16
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["resolution"] == 32 and "classifier:fashion_mnist-32" in evaluated["feature_spaces"]
     assert main(["export", str(latent_run), "--out", str(tmp_path / "export")]) == 0
     exported = json.loads((tmp_path / "export" / "meta.json").read_text())["latent"]["autoencoder"]
     assert exported["path"] == "autoencoder" and exported["sha256"] == ae_sha
@@ -123,7 +135,7 @@ def test_diffusers_autoencoder_serves_as_the_latent_space(tmp_path, data_root):
     diffusers = pytest.importorskip("diffusers")
     vae = diffusers.AutoencoderKL(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
                                   up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 32),
-                                  layers_per_block=1, latent_channels=2, norm_num_groups=32, sample_size=16)
+                                  layers_per_block=1, latent_channels=2, norm_num_groups=32, sample_size=32)
     vae.save_pretrained(tmp_path / "vae")
     from largo.autoencoder.load import load_autoencoder
 
@@ -138,8 +150,8 @@ def test_diffusers_autoencoder_serves_as_the_latent_space(tmp_path, data_root):
 def test_bad_autoencoder_input_is_one_line_and_harms_nothing(capsys, tmp_path, autoencoder, latent_run):
     before = _snapshot(latent_run)
     cases = [
-        (["train", *LATENT_FLAGS, "--resolution", "32", "--autoencoder", str(autoencoder), "--steps", "1",
-          "--run-dir", str(tmp_path / "r1")], "trained at 16x16"),
+        (["train", *LATENT_FLAGS, "--resolution", "64", "--autoencoder", str(autoencoder), "--steps", "1",
+          "--run-dir", str(tmp_path / "r1")], "trained at 32x32"),
         (["train", *LATENT_FLAGS, "--dataset", "flowers102", "--autoencoder", str(autoencoder), "--steps", "1",
           "--run-dir", str(tmp_path / "r2")], "1-channel images"),
         (["train", *LATENT_FLAGS, "--autoencoder", str(tmp_path / "nope"), "--steps", "1",

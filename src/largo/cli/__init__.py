@@ -15,6 +15,9 @@ from largo.errors import LargoError
 
 # A full disk, a quota, a read-only folder: the machine, not a bug, so one line instead of a traceback.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+# A path that cannot be used as given (a folder that cannot be created, a file where a folder should be): the
+# user's to fix, so one line and exit code 2, as for any other bad argument.
+PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"largo: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        if e.errno not in ENVIRONMENT_ERRNOS:
+        if e.errno not in ENVIRONMENT_ERRNOS | PATH_ERRNOS:
             raise
         print(f"largo: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
-        return 1
+        return 2 if e.errno in PATH_ERRNOS else 1
     except KeyboardInterrupt:
         print("largo: interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from largo.autoencoder.load import load_autoencoder
 from largo.checkpoint import read_meta, run_root
@@ -18,8 +17,8 @@ from largo.data import load_images
 from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
 from largo.images import to_float, to_uint8
-from largo.metrics.classifier import find_classifier, load_classifier
-from largo.metrics.evaluate import write_result
+from largo.metrics.classifier import load_classifier
+from largo.metrics.evaluate import default_classifier, write_result
 from largo.metrics.features import ClassifierFeatures, extract
 from largo.metrics.fid import fd_from_features
 from largo.metrics.inception import InceptionFeatures, find_inception_weights, missing_weights_message
@@ -51,22 +50,12 @@ def reconstruct(ae, images: torch.Tensor, batch_size: int, device: torch.device)
 
 
 def _classifier_space(dataset: str, resolution: int, classifier: str | None, device: torch.device):
-    """The domain classifier at this resolution, else the one at 64 px with a stated downsampling (e.g. 128 → 64)."""
-    for res in dict.fromkeys([resolution, 64]):
-        path = Path(classifier) if classifier else find_classifier(dataset, res)
-        if path is not None:
-            model, config = load_classifier(path, device)
-            res = int(config["arch"]["resolution"])
-            resize = "none" if res == resolution else f"bilinear-antialias {resolution}→{res}"
-            return ClassifierFeatures(model, config, device), res, resize
-    return None, None, None
-
-
-def _downsample(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size:
-        return images
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    """The domain classifier at this resolution, else the shipped one at a lower one on downsampled images."""
+    path = Path(classifier) if classifier else default_classifier(dataset, resolution)[0]
+    if path is None:
+        return None
+    model, config = load_classifier(path, device)
+    return ClassifierFeatures(model, config, device, input_size=resolution)
 
 
 def _pixel_metrics(real: torch.Tensor, recon: torch.Tensor) -> dict:
@@ -111,13 +100,12 @@ def evaluate_autoencoder(source: str | Path, split: str = "test", n: int = 0, ba
                     "scale_factor": 1.0 / float(latents.std())},
         "skipped": [],
     }
-    space, size, resize = _classifier_space(dataset, resolution, classifier, dev)
+    space = _classifier_space(dataset, resolution, classifier, dev)
     if space is None:
-        result["skipped"].append(f"rFD skipped: no domain classifier for {dataset} at {resolution} or 64 px")
+        result["skipped"].append(f"rFD skipped: no domain classifier for {dataset} at {resolution} px or below")
     else:
-        a = extract(space, _downsample(real, size), batch_size)["features"]
-        b = extract(space, _downsample(recon, size), batch_size)["features"]
-        result["rfd_classifier"] = {"value": fd_from_features(a, b), "extractor": space.id, "resize": resize,
+        a, b = extract(space, real, batch_size)["features"], extract(space, recon, batch_size)["features"]
+        result["rfd_classifier"] = {"value": fd_from_features(a, b), "extractor": space.id, "resize": space.resize,
                                     "n": len(real)}
     weights = find_inception_weights(inception_weights)
     if weights is None:

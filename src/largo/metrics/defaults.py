@@ -47,7 +47,10 @@ CLASSIFIER_LR = 3e-3
 CLASSIFIER_WEIGHT_DECAY = 5e-4
 CLASSIFIER_WIDTHS = (32, 64, 128)
 CLASSIFIER_GROUPS = 8
-NO_HFLIP_DATASETS = ("mnist",)  # flipping a digit changes what it is
+NO_HFLIP_DATASETS = ("mnist",)
+# Without a classifier at the evaluated resolution, the shipped one at the largest of these below it is used on
+# downsampled images (the result says so in its `resize` field).
+CLASSIFIER_FALLBACK_SIZES = (64, 32)  # flipping a digit changes what it is
 
 
 def classifier_dirname(dataset: str, resolution: int) -> str:

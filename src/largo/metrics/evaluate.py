@@ -96,6 +96,16 @@ def check_generated(images: torch.Tensor, labels: torch.Tensor | None, ref: Refe
             raise LargoError(f"labels must be in 0..{len(ref.class_names) - 1}")
 
 
+def default_classifier(dataset: str, resolution: int) -> tuple[Path | None, int | None]:
+    """The shipped classifier at this resolution, else one at a lower resolution of the defaults list that the
+    images are downsampled to (128-px flowers → the 64-px classifier); (None, None) when there is none."""
+    for size in [resolution] + [r for r in defaults.CLASSIFIER_FALLBACK_SIZES if r < resolution]:
+        path = find_classifier(dataset, size)
+        if path is not None:
+            return path, size
+    return None, None
+
+
 def build_feature_spaces(ref: Reference, classifier: str | None = None, inception_weights: str | None = None,
                          use_classifier: bool = True, use_inception: bool = True, device: str = "cpu",
                          skipped: list[dict] | None = None) -> list[FeatureSpace]:
@@ -106,7 +116,7 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
     spaces: list[FeatureSpace] = []
     channels = int(ref.images.shape[1])
     if use_classifier:
-        path = Path(classifier) if classifier else find_classifier(ref.dataset, ref.resolution)
+        path, size = (Path(classifier), None) if classifier else default_classifier(ref.dataset, ref.resolution)
         if path is None:
             why = (f"classifier metrics skipped: no classifier for {ref.dataset} at {ref.resolution}px in "
                    f"{' or '.join(str(d) for d in defaults.classifier_search_dirs())}; train one with "
@@ -115,8 +125,11 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
             skipped.append({"what": "classifier", "why": why})
         else:
             model, config = load_classifier(path, device)
-            check_classifier(config, ref.dataset, ref.resolution, channels, ref.class_names)
-            spaces.append(ClassifierFeatures(model, config, device))
+            size = size or int(config["arch"]["resolution"])
+            check_classifier(config, ref.dataset, size, channels, ref.class_names)
+            if size > ref.resolution:
+                raise LargoError(f"classifier {path} is for {size}px images; these are {ref.resolution}px")
+            spaces.append(ClassifierFeatures(model, config, device, input_size=ref.resolution))
     if use_inception:
         weights = find_inception_weights(inception_weights)
         if weights is None:

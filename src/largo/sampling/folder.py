@@ -36,6 +36,7 @@ def sample_to_folder(model: LoadedModel, classes: list[int], per_class: int, opt
     if per_class < 1 or batch_size < 1:
         raise LargoError("--n and --batch-size must be >= 1")
     out = Path(out) if out is not None else default_sample_dir(model, options, seed)
+    (out / "images").mkdir(parents=True, exist_ok=True)  # an unusable --out fails before any sampling
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
     images = model.generate(labels, seeds, options, batch_size=batch_size, device=device, progress=progress)

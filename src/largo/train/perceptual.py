@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchvision
 
 from largo.errors import LargoError
+from largo.metrics import defaults
 from largo.metrics.classifier import load_classifier
 
 FeatureNet = Callable[[torch.Tensor], list[torch.Tensor]]
@@ -33,9 +34,10 @@ def load_feature_net(spec: str, device: torch.device | str = "cpu") -> FeatureNe
 
 
 def classifier_features(path: str | Path, device: torch.device | str = "cpu") -> FeatureNet:
-    """A largo domain classifier's residual-block outputs; images are resized (bilinear, antialiased) to the
-    resolution it was trained at."""
-    model, config = load_classifier(path, device)
+    """A largo domain classifier's residual-block outputs (a folder, or the name of one shipped in
+    checkpoints/classifiers/); images are resized (bilinear, antialiased) to the resolution it was trained at."""
+    shipped = [d / str(path) for d in defaults.classifier_search_dirs() if (d / str(path)).is_dir()]
+    model, config = load_classifier(path if Path(path).exists() or not shipped else shipped[0], device)
     model.requires_grad_(False)
     size = int(config["arch"]["resolution"])
 
