@@ -156,17 +156,21 @@ def quality(a: argparse.Namespace) -> dict:
     for preset in ("flowers128", "flowers128-latent"):
         cfg = preset_config(preset)
         cfg.data = dataclasses.replace(cfg.data, **({"autoencoder": a.autoencoder} if "latent" in preset else {}))
+        cfg.model = dataclasses.replace(cfg.model, base_channels=a.base_channels or cfg.model.base_channels)
         cfg.train = dataclasses.replace(cfg.train, max_minutes=a.minutes, steps=10**9, batch_size=a.batch,
                                         checkpoint_every=10**9, device=a.device)
         run = f"{a.out}/{preset}"
         summary = train(cfg, run, progress=False)
         device = resolve_device(a.device)
         model = load_model(run, device)
-        settings = EvalSettings(n=a.n, ref_split="test", use_inception=False, device=a.device, batch_size=32)
+        settings = EvalSettings(n=a.n, ref_split="test", use_inception=False, device=a.device, batch_size=16,
+                                kid_subsets=10)
         judge = make_judge("flowers102", 128, settings, device, num_classes=102)
         result = sample_and_evaluate(model, SamplingOptions.resolve(model.cfg), judge, settings, device)
         space = next(iter(result.result["feature_spaces"].values()), {})
         out[preset] = {"steps": summary["step"], "images_seen": summary["step"] * a.batch, "minutes": a.minutes,
+                       "base_channels": cfg.model.base_channels, "n": a.n,
+                       "sample_s_per_image": result.timing["s_per_image"],
                        "accuracy": space.get("accuracy", {}).get("overall"), "fd": space.get("fd", {}).get("value"),
                        "extractor": space.get("extractor"), "skipped": result.result["skipped"]}
     return out
@@ -182,6 +186,8 @@ def main() -> None:
     p.add_argument("--autoencoder", help="an autoencoder run for the quality comparison")
     p.add_argument("--minutes", type=float, default=0, help="training minutes per model for the quality comparison")
     p.add_argument("--n", type=int, default=200, help="images per model for the quality comparison")
+    p.add_argument("--base-channels", type=int, default=0, help="quality comparison: both U-Nets' width "
+                                                                    "(default: the presets' 64)")
     p.add_argument("--out", default="runs/latent_vs_pixel")
     p.add_argument("--memory", help=argparse.SUPPRESS)  # internal: MODEL:PHASE, run in a fresh process
     a = p.parse_args()

@@ -25,3 +25,24 @@ def test_cpu_fashion_checkpoint_draws_recognisable_classes():
     clf, _ = load_classifier(REPO / "checkpoints" / "classifiers" / "fashion_mnist-32")
     accuracy = (classifier_outputs(clf, images)[1].argmax(1) == labels).float().mean().item()
     assert accuracy >= 0.6, accuracy  # 0.86 at N = 500 in docs/SAMPLERS.md; random images score ~0.1
+
+
+def test_released_checkpoints_are_found_on_the_search_path_from_any_folder(tmp_path, monkeypatch, capsys):
+    """$LARGO_CHECKPOINTS comes first on the search path; outputs go under the current folder, not the source tree."""
+    import shutil
+
+    from largo.cli import main
+    from largo.paths import RELEASED_DIR
+
+    mine = tmp_path / "my-checkpoints"
+    shutil.copytree(RELEASED_DIR / "fashion_mnist-32-cpu", mine / "my-model")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("LARGO_CHECKPOINTS", str(mine))
+    monkeypatch.chdir(work)
+    assert main(["checkpoints"]) == 0
+    listed = capsys.readouterr().out
+    assert str(mine) in listed.splitlines()[0] and "my-model" in listed and "fashion_mnist-32-cpu" in listed
+    assert main(["sample", "my-model", "--classes", "Bag", "--n", "1", "--steps", "2"]) == 0
+    assert list((work / "samples" / "my-model").rglob("grid.png"))
+    assert not (RELEASED_DIR / "my-model").exists() and not (RELEASED_DIR.parent / "samples" / "my-model").exists()

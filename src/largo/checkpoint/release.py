@@ -10,19 +10,29 @@ from safetensors.torch import load_file, save_file
 from largo.checkpoint.store import latest_checkpoint, read_meta, step_of
 from largo.errors import LargoError
 from largo.io import atomic_write, atomic_write_json
-from largo.paths import RELEASED_DIR
+from largo.paths import released_dirs
+
+
+def released_checkpoints() -> dict[str, Path]:
+    """Released checkpoints by name, over the search path of `largo.paths.released_dirs` (the first one wins)."""
+    found: dict[str, Path] = {}
+    for root in released_dirs():
+        for d in sorted(root.iterdir()):
+            if (d / "meta.json").is_file() and d.name not in found:
+                found[d.name] = d
+    return found
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory (its latest checkpoint), a checkpoint folder, or a released checkpoint's name."""
     p = Path(path)
-    if not p.exists() and (RELEASED_DIR / str(path)).is_dir():
-        p = RELEASED_DIR / str(path)
     if not p.exists():
-        released = sorted(d.name for d in RELEASED_DIR.iterdir() if (d / "meta.json").exists()) \
-            if RELEASED_DIR.is_dir() else []
-        hint = f"; released checkpoints: {', '.join(released)}" if released else ""
-        raise LargoError(f"no run, checkpoint or released checkpoint named {path}{hint}")
+        released = released_checkpoints()
+        if str(path) not in released:
+            hint = f"; released checkpoints: {', '.join(released)}" if released else \
+                "; no released checkpoints found (see `largo checkpoints`)"
+            raise LargoError(f"no run, checkpoint or released checkpoint named {path}{hint}")
+        p = released[str(path)]
     if (p / "meta.json").exists():
         return p
     if (p / "checkpoints").is_dir() or (p / "config.json").exists():
@@ -84,3 +94,22 @@ def _copy_autoencoder(record: dict, ckpt: Path, dest: Path) -> dict:
     if not copied:
         raise LargoError(f"cannot export: no autoencoder files in {src}")
     return {**record, "autoencoder": {**ae, "path": dest.name}}
+
+
+def describe_released() -> list[dict]:
+    """One row per released checkpoint: name, folder, kind, dataset, resolution, step and its card's headline."""
+    rows = []
+    for name, folder in released_checkpoints().items():
+        try:
+            meta = read_meta(folder)
+        except LargoError as e:
+            rows.append({"name": name, "path": str(folder), "error": str(e)})
+            continue
+        data = meta["config"].get("data", {})
+        card = folder / "README.md"
+        lines = card.read_text(errors="replace").splitlines() if card.is_file() else []
+        headline = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("# ")), "")
+        rows.append({"name": name, "path": str(folder), "kind": meta.get("kind", "diffusion"),
+                     "dataset": data.get("dataset"), "resolution": data.get("resolution"), "step": meta["step"],
+                     "headline": headline.split(": ", 1)[-1] if headline.startswith(name) else headline})
+    return rows

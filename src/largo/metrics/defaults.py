@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from largo.paths import RELEASED_DIR, cache_dir
+from largo.paths import cache_dir, released_dirs
 
 # -- KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³ ---------------------
 KID_SUBSETS = 100
@@ -60,7 +60,7 @@ def classifier_dirname(dataset: str, resolution: int) -> str:
 
 def classifier_search_dirs() -> list[Path]:
     """Where `largo eval` looks for `<dataset>-<res>/`: the repository's checkpoints, then the cache."""
-    return [RELEASED_DIR / "classifiers", cache_dir("classifiers")]
+    return [d / "classifiers" for d in released_dirs()] + [cache_dir("classifiers")]
 
 
 def refstats_dir() -> Path:
