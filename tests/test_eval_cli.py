@@ -154,7 +154,7 @@ def test_eval_run_dir_samples_and_evaluates(tmp_path, data_root, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["neither", "both", "no_dataset", "empty", "wrong_size", "wrong_channels",
+@pytest.mark.parametrize("case", ["neither", "both", "no_dataset", "empty", "wrong_channels",
                                   "unknown_class", "kid_too_big", "wrong_classifier", "missing_weights_file"])
 def test_eval_bad_inputs_exit_2_with_one_line(case, tmp_path, fashion_test, data_root, capsys):
     imgs, labels = fashion_test.images[:8], fashion_test.labels[:8]
@@ -171,13 +171,9 @@ def test_eval_bad_inputs_exit_2_with_one_line(case, tmp_path, fashion_test, data
     elif case == "empty":
         folder.mkdir()
         expect = "no images"
-    elif case == "wrong_size":
-        _save(folder, imgs, labels)
-        Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(folder / str(int(labels[0])) / "odd.png")
-        expect = "28x28"
     elif case == "wrong_channels":
         _save(folder, torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
-        expect = "3 channel"
+        expect = "colour image"
     elif case == "unknown_class":
         _save(folder, imgs, labels)
         (folder / str(int(labels[0]))).rename(folder / "spaceship")
@@ -211,3 +207,21 @@ def test_folder_reader_maps_class_names_and_checks_duplicates(tmp_path, fashion_
     Image.fromarray(fashion_test.images[0, 0].numpy()).save(tmp_path / "a" / "1" / "x.png")
     with pytest.raises(LargoError, match="same class 1"):
         load_image_folder(tmp_path / "a", names, 1, 32)
+
+
+def test_eval_images_of_any_size_and_mode_are_brought_to_the_evaluation_resolution(tmp_path, fashion_test, data_root,
+                                                                                       capsys):
+    """A 608×662 grayscale-as-RGB PNG, a palette image and a 28×28 one, beside 32×32 PNGs: all are resized by the
+    datasets' rule to Fashion-MNIST's 32 px (the reference set is not resized to the images)."""
+    folder = tmp_path / "imgs"
+    _save(folder, fashion_test.images[:6], fashion_test.labels[:6])
+    big = Image.fromarray(fashion_test.images[0, 0].numpy()).resize((608, 662)).convert("RGB")
+    big.save(folder / str(int(fashion_test.labels[0])) / "big.png")
+    Image.fromarray(fashion_test.images[1, 0].numpy()).convert("P").save(folder / str(int(fashion_test.labels[1])) / "p.png")
+    Image.fromarray(torch.zeros(28, 28, dtype=torch.uint8).numpy()).save(folder / str(int(fashion_test.labels[2])) / "s.png")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--images", str(folder), "--dataset", "fashion_mnist", "--data-root", str(data_root),
+                 "--ref-n", "50", "--no-inception", "--quiet", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["resolution"] == 32 and r["n_generated"] == 9
+    assert r["source"]["resized"] == 2 and r["source"]["resize"] == "bicubic-shorter-side-center-crop"

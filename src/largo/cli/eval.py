@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--images", type=Path, metavar="DIR", help="evaluate the PNGs in DIR instead of sampling")
     src.add_argument("--dataset", help="reference dataset for --images (flowers102, fashion_mnist, mnist, cifar10, "
                                        "folder:PATH)")
-    src.add_argument("--resolution", type=int, help="--images: expected size (default: the images')")
+    src.add_argument("--resolution", type=int, help="--images: the evaluation resolution; other sizes are resized (shorter side, bicubic) and "
+                          "centre-cropped (default: the dataset's, e.g. 32 for Fashion-MNIST, 64 for Flowers-102)")
     smp = p.add_argument_group("sampling (RUN_DIR)")
     smp.add_argument("--n", type=int, default=10_000, help="images to generate (default 10000)")
     add_sampling_flags(smp)

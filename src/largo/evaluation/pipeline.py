@@ -15,7 +15,8 @@ import torch
 from largo.errors import LargoError
 from largo.images import write_pngs
 from largo.metrics.evaluate import EvalOptions, Reference, build_feature_spaces, evaluate, load_reference, write_result
-from largo.metrics.folder import load_image_folder, probe_resolution
+from largo.metrics import defaults
+from largo.metrics.folder import list_image_folder, load_image_folder
 from largo.metrics.kid import resolve_subset_size
 from largo.runtime import DistInfo, PeakMemory, resolve_device
 from largo.runtime.distributed import init_distributed, local_device, shutdown
@@ -157,11 +158,16 @@ def evaluate_run(source: str | Path, settings: EvalSettings, sampling: dict | No
 
 def evaluate_folder(images: Path, dataset: str, settings: EvalSettings, resolution: int | None = None,
                     name: str | None = None, out: Path | None = None) -> tuple[dict, Path]:
-    """Evaluate the PNGs of a folder (class sub-folders named by index or class name, or flat) against a
-    dataset's real images (`largo eval --images DIR --dataset NAME`); writes DIR/../eval/<name>.json."""
+    """Evaluate the images of a folder (class sub-folders named by index or class name, or flat) against a
+    dataset's real images (`largo eval --images DIR --dataset NAME`); writes DIR/../eval/<name>.json. Images are
+    brought to `resolution` (default: the dataset's evaluation resolution, e.g. 32 for Fashion-MNIST) by the
+    datasets' resize rule."""
     settings.check()
     device = resolve_device(settings.device)
-    resolution = resolution or probe_resolution(images)  # also: not a folder / empty -> error
+    resolution = resolution or defaults.EVAL_RESOLUTIONS.get(dataset, defaults.DEFAULT_EVAL_RESOLUTION)
+    if not 8 <= resolution <= 1024:
+        raise LargoError(f"--resolution must be in [8, 1024], got {resolution}")
+    list_image_folder(Path(images))  # not a folder, or no images: one line before anything is loaded
     judge = make_judge(dataset, resolution, settings, device, settings.data_root or "")
     gen, labels, info = load_image_folder(images, judge.ref.class_names, int(judge.ref.images.shape[1]), resolution)
     if settings.kid_subset_size is not None:

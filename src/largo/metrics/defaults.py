@@ -48,6 +48,9 @@ CLASSIFIER_WEIGHT_DECAY = 5e-4
 CLASSIFIER_WIDTHS = (32, 64, 128)
 CLASSIFIER_GROUPS = 8
 NO_HFLIP_DATASETS = ("mnist",)
+# `largo eval --images` without --resolution: the resolution the shipped classifiers score (folder datasets: 64).
+EVAL_RESOLUTIONS = {"fashion_mnist": 32, "mnist": 32, "cifar10": 32, "flowers102": 64}
+DEFAULT_EVAL_RESOLUTION = 64
 # Without a classifier at the evaluated resolution, the shipped one at the largest of these below it is used on
 # downsampled images (the result says so in its `resize` field).
 CLASSIFIER_FALLBACK_SIZES = (64, 32)  # flipping a digit changes what it is

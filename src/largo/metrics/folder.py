@@ -1,5 +1,10 @@
 """Read a folder of generated images for `largo eval --images DIR`: class sub-folders named by class index or
-class name, or a flat folder (no class information: class metrics are skipped)."""
+class name, or a flat folder (no class information: class metrics are skipped).
+
+Images of any size are brought to the evaluation resolution by the datasets' own rule (shorter side resized,
+bicubic with antialiasing, then a centre square crop), one image at a time, so memory is bounded by the result,
+not by the files. Palette, RGBA and grey-as-RGB images are converted; what cannot be compared without guessing
+(colour images for a grayscale dataset, 16-bit images) is refused with one line."""
 
 from __future__ import annotations
 
@@ -37,28 +42,45 @@ def _class_index(name: str, class_names: list[str], folder: Path) -> int:
     return lookup[_norm(name)]
 
 
-def _read(path: Path, channels: int) -> np.ndarray:
+def _read(path: Path, channels: int, resolution: int) -> tuple[np.ndarray, bool]:
+    """(uint8 H×W×C array at `resolution`, whether it had to be resized)."""
     try:
         with Image.open(path) as img:
+            img.draft("RGB" if channels == 3 else "L", (resolution, resolution))  # JPEGs decode near the target size
             img.load()
-            mode = img.mode
-            if mode in ("P", "RGBA", "LA", "I;16", "I"):
-                img = img.convert("RGB" if mode in ("P", "RGBA") else "L")
-            arr = np.asarray(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                raise LargoError(f"image {path} is not 8-bit ({img.mode}); save it as 8-bit PNG")
+            img = img.convert("RGB" if img.mode in ("P", "RGBA", "CMYK", "YCbCr", "LA") or img.mode == "RGB" else "L")
+            if img.mode == "RGB" and channels == 1:
+                arr = np.asarray(img)
+                if not (arr == arr[:, :, :1]).all():
+                    raise LargoError(f"image {path} is a colour image; the dataset's images are grayscale")
+                img = img.convert("L")  # a grayscale image saved as RGB
+            if img.mode == "L" and channels == 3:
+                raise LargoError(f"image {path} has 1 channel; the dataset's images have 3 (RGB)")
+            resized = img.size != (resolution, resolution)
+            if resized:
+                img = _resize_crop(img, resolution)
+            arr = np.array(img, dtype=np.uint8)  # a writable copy
     except (UnidentifiedImageError, OSError) as e:
         raise LargoError(f"cannot read image {path}: {e}") from None
-    if arr.dtype != np.uint8:
-        raise LargoError(f"image {path} is not 8-bit")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.shape[2] == 3 and channels == 1 and (arr == arr[:, :, :1]).all():
-        arr = arr[:, :, :1]  # a grayscale image saved as RGB
-    if arr.shape[2] != channels:
-        raise LargoError(f"image {path} has {arr.shape[2]} channel(s); the dataset's images have {channels}")
-    return arr
+    return (arr[:, :, None] if arr.ndim == 2 else arr), resized
 
 
-def _list(root: Path) -> tuple[list[Path], list[Path]]:
+def _resize_crop(img: Image.Image, resolution: int) -> Image.Image:
+    """Shorter side to `resolution` (bicubic, antialiased), then the centre square: the datasets' own rule."""
+    w, h = img.size
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=None)
+    left, top = (nw - resolution) // 2, (nh - resolution) // 2
+    return img.crop((left, top, left + resolution, top + resolution))
+
+
+RESIZE_RULE = "bicubic-shorter-side-center-crop"
+
+
+def list_image_folder(root: Path) -> tuple[list[Path], list[Path]]:
     """(class folders holding images, images at the top level)."""
     if not root.is_dir():
         raise LargoError(f"--images {root}: not a folder")
@@ -73,23 +95,11 @@ def _list(root: Path) -> tuple[list[Path], list[Path]]:
     return class_dirs, flat
 
 
-def probe_resolution(folder: str | Path) -> int:
-    """The height of the first image (the folder must not be empty)."""
-
-    class_dirs, flat = _list(Path(folder))
-    first = flat[0] if flat else _images_in(class_dirs[0])[0]
-    try:
-        with Image.open(first) as img:
-            return int(img.size[1])
-    except OSError as e:
-        raise LargoError(f"cannot read image {first}: {e}") from None
-
-
 def load_image_folder(folder: str | Path, class_names: list[str], channels: int,
-                      resolution: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """(uint8 images (N, C, H, W), int64 labels or None, info). All images must be `resolution` square."""
+                      resolution: int) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(uint8 images (N, C, resolution, resolution), int64 labels or None, info with how many were resized)."""
     root = Path(folder)
-    class_dirs, flat = _list(root)
+    class_dirs, flat = list_image_folder(root)
     entries: list[tuple[Path, int | None]] = []
     if class_dirs:
         seen: dict[int, str] = {}
@@ -101,18 +111,14 @@ def load_image_folder(folder: str | Path, class_names: list[str], channels: int,
             entries += [(p, c) for p in _images_in(d)]
     else:
         entries = [(p, None) for p in flat]
-    arrays = []
-    for path, _ in entries:
-        arr = _read(path, channels)
-        h, w = arr.shape[:2]
-        if resolution is None:
-            resolution = h
-        if (h, w) != (resolution, resolution):
-            raise LargoError(f"image {path} is {w}x{h}; expected {resolution}x{resolution} like the others "
-                             f"(and the reference set)")
-        arrays.append(arr)
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    images = torch.empty((len(entries), channels, resolution, resolution), dtype=torch.uint8)
+    resized = 0
+    for i, (path, _) in enumerate(entries):
+        arr, was_resized = _read(path, channels, resolution)
+        images[i] = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        resized += was_resized
     labels = torch.tensor([c for _, c in entries], dtype=torch.long) if class_dirs else None
     info = {"images": str(root), "layout": "class folders" if class_dirs else "flat (no class labels)",
-            "n": len(entries)}
+            "n": len(entries), "resolution": resolution, "resized": resized,
+            "resize": RESIZE_RULE if resized else "none"}
     return images, labels, info
