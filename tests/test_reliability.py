@@ -23,7 +23,6 @@ from safetensors.torch import load_file, save_file
 
 import largo.checkpoint.store as checkpoint_module
 import largo.train.diffusion_task as task_module
-import largo.train.trainer as trainer_module
 from helpers import make_folder
 from largo.checkpoint import latest_checkpoint, load_state
 from largo.cli import main

@@ -96,3 +96,19 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parsed JSON of a file the user named; missing, unreadable or malformed is a one-line LargoError naming
+    `what` it is (e.g. "config", "sweep config")."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LargoError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LargoError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LargoError(f"{what} {path} is not valid JSON: {e}") from None

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from largo.config import PRESETS, add_config_flags, flag_overrides
-from largo.errors import LargoError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.train import new_run_config, resume_config, train
+    from largo.train import run_config, train
 
-    overrides = flag_overrides(args)
-    if args.resume:
-        if args.preset or args.config or args.run_dir:
-            raise LargoError("--resume takes its config from the run; drop --preset/--config/--run-dir")
-        cfg, run_dir = resume_config(args.resume, overrides), args.resume
-    else:
-        cfg, run_dir = new_run_config(args.preset, args.config, overrides), args.run_dir
+    cfg, run_dir = run_config(preset=args.preset, config=args.config, run_dir=args.run_dir,
+                               resume=args.resume, overrides=flag_overrides(args))
     summary = train(cfg, run_dir, resume=bool(args.resume), progress=not args.quiet,
                     log=lambda line: print(f"largo: {line}", flush=True))
     print(f"largo: stopped at step {summary['step']} ({summary['stop_reason']}) after {summary['minutes']:.1f} min")

@@ -17,6 +17,7 @@ from typing import Any
 from largo.config.checks import check_sampling
 from largo.config.choices import LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
 from largo.errors import LargoError
+from largo.io import read_json
 
 
 @dataclass
@@ -138,18 +139,7 @@ class SectionedConfig:
 
     @classmethod
     def load(cls, path: str | Path):
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise LargoError(f"config file not found: {path}") from None
-        except OSError as e:
-            raise LargoError(f"cannot read config {path}: {e.strerror or e}") from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise LargoError(f"config {path} is not valid JSON: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(path, "config file"))
 
     def check_finite(self) -> None:
         for section in self.sections():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from largo.config import PRESETS, RunConfig, check_overrides, check_sampling, preset_config, with_overrides
 from largo.errors import LargoError
+from largo.io import read_json
 
 SWEEP_FORMAT = "largo-sweep-cell"
 SWEEP_VERSION = 1
@@ -110,17 +110,7 @@ def _parse_grid(grid: Any) -> list[dict[str, list]]:
 
 def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
     """Read and check a sweep config; `overrides` (checkpoint, out, n, device) win over the file's values."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise LargoError(f"sweep config not found: {path}") from None
-    except OSError as e:
-        raise LargoError(f"cannot read sweep config {path}: {e.strerror or e}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LargoError(f"sweep config {path} is not valid JSON: {e}") from None
+    d = read_json(path, "sweep config")
     if not isinstance(d, dict):
         fail("expected a JSON object at the top level")
     d = {**d, **{k: v for k, v in overrides.items() if v is not None}}

@@ -36,6 +36,17 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None,
     return with_overrides(cfg, check_overrides(overrides, "config", config_cls=config_cls)).validate()
 
 
+def run_config(config_cls: type[SectionedConfig] = RunConfig, *, preset: str | None = None,
+               config: str | Path | None = None, run_dir: str | Path | None = None, resume: str | Path | None = None,
+               overrides: dict[str, Any] | None = None) -> tuple[SectionedConfig, Path | None]:
+    """(config, run directory) of a new run (preset/config file + overrides) or of the run `resume` continues."""
+    if resume:
+        if preset or config or run_dir:
+            raise LargoError("--resume takes its config from the run; drop --preset/--config/--run-dir")
+        return resume_config(resume, overrides, config_cls), Path(resume)
+    return new_run_config(preset, config, overrides, config_cls), Path(run_dir) if run_dir else None
+
+
 def default_run_dir(cfg: SectionedConfig) -> Path:
     name = cfg.preset or cfg.data.dataset.replace("folder:", "folder-").replace("/", "_")
     if isinstance(cfg, AutoencoderRunConfig) and not cfg.preset:
