@@ -184,3 +184,23 @@ def test_bad_autoencoder_input_is_one_line_and_harms_nothing(capsys, tmp_path, a
     code, err = _run(capsys, ["sample", str(run_copy), "--n", "1"])
     assert code == 2 and len(err) == 1 and "missing" in err[0], err
     assert _snapshot(latent_run) == before
+
+
+def test_pictures_reports_and_sweeps_work_on_a_latent_checkpoint(tmp_path, latent_run):
+    """The pictures, the report and a sampling sweep run on a latent model, scored on its decoded 32-px images."""
+    import csv
+
+    grid, trajectory = tmp_path / "grid.png", tmp_path / "trajectory.png"
+    assert main(["viz", "grid", str(latent_run), "--classes", "0,1", "--n", "2", "--steps", "2", "--out",
+                 str(grid)]) == 0
+    assert main(["viz", "trajectory", str(latent_run), "--steps", "3", "--out", str(trajectory)]) == 0
+    assert grid.is_file() and trajectory.is_file()
+    assert main(["report", str(latent_run), "--n", "1", "--steps", "2", "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "index.html").is_file()
+    spec = tmp_path / "sweep.json"
+    spec.write_text(json.dumps({"checkpoint": str(latent_run), "n": 10, "out": str(tmp_path / "sweep"),
+                                "ref_n": 50, "inception": False, "grid": {"steps": [2], "cfg": [1, 3]}}))
+    assert main(["sweep", str(spec)]) == 0
+    with open(tmp_path / "sweep" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(0 <= float(r["class_acc"]) <= 1 and float(r["fd_cls"]) > 0 for r in rows)
