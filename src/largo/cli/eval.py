@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from largo.cli.sampling_flags import add_sampling_flags, flag_label, sampling_overrides
+from largo.cli.sampling_flags import add_rerank_flags, add_sampling_flags, flag_label, sampling_overrides
 from largo.errors import LargoError
 
 
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sampling_flags(smp)
     smp.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i (also seeds KID subsets)")
     smp.add_argument("--batch-size", type=int, default=64, help="batch size for sampling and feature extraction")
+    add_rerank_flags(smp)
     smp.add_argument("--save-images", action="store_true", help="also write the samples as PNGs under RUN/eval/<name>/")
     ref = p.add_argument_group("reference and metrics")
     ref.add_argument("--data-root", default=None, help="dataset root (default: the run's, else ../shared/data)")
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         n=args.n, seed=args.seed, batch_size=args.batch_size, ref_split=args.ref_split, ref_n=args.ref_n,
         data_root=args.data_root, classifier=args.classifier, use_classifier=not args.no_classifier,
         inception_weights=args.inception_weights, use_inception=not args.no_inception, kid_subsets=args.kid_subsets,
-        kid_subset_size=args.kid_subset_size, prc_k=args.prc_k, prc_max=args.prc_max, device=args.device)
+        kid_subset_size=args.kid_subset_size, prc_k=args.prc_k, prc_max=args.prc_max, device=args.device,
+        rerank=args.rerank or "", candidates=args.candidates, critic=args.critic)
     if args.images:
         result, path = evaluate_folder(args.images, args.dataset, settings, args.resolution, args.name, args.out)
     else:

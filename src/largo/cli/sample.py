@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from largo.cli.sampling_flags import add_sampling_flags, sampling_options
+from largo.cli.sampling_flags import add_rerank_flags, add_sampling_flags, sampling_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="image i uses seed SEED+i")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
+    add_rerank_flags(p)
     p.add_argument("--out", type=Path, help="output folder (default: RUN/samples/<settings>, or "
                                             "./samples/<name>/<settings> for a released checkpoint)")
     p.set_defaults(func=run)
@@ -36,8 +37,17 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.source, device, weights=args.weights)
     options = sampling_options(args, model.cfg)
     classes = parse_classes(args.classes, model.class_names)
+    generate, note = None, ""
+    if args.rerank:
+        from largo.critics import check_candidates, generate_reranked, load_critic
+
+        check_candidates(args.candidates)
+        critic = load_critic(args.rerank, model, args.critic, device)
+        generate = lambda labels, seeds, options, **kw: generate_reranked(  # noqa: E731
+            model, labels, seeds, options, critic, args.candidates, **kw)[0]
+        note = f", best of {args.candidates} by {critic.name}"
     result = sample_to_folder(model, classes, args.n, options, seed=args.seed, batch_size=args.batch_size,
-                              device=device, out=args.out, progress=True)
+                              device=device, out=args.out, progress=True, generate=generate)
     print(f"largo: {len(result.images)} images ({options.sampler}, {options.steps} steps, cfg "
-          f"{options.cfg_scale:g}) → {result.grid}")
+          f"{options.cfg_scale:g}{note}) → {result.grid}")
     return 0

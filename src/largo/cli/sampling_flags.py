@@ -66,3 +66,11 @@ def parse_interval(text: str) -> tuple[int, int] | None:
     if not 0 <= lo <= hi:
         raise LargoError("--cfg-interval needs 0 <= LO <= HI")
     return lo, hi
+
+
+def add_rerank_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--rerank", choices=("classifier",), help="draw --candidates images per image and keep the one "
+                                                              "the critic rates highest for its class")
+    p.add_argument("--candidates", type=int, default=4, help="--rerank: candidates per image (default 4)")
+    p.add_argument("--critic", metavar="PATH", help="--rerank: critic classifier folder (default: the dataset's "
+                                                    "second classifier, <dataset>-<res>-critic)")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from largo.critics import check_candidates, generate_reranked, load_critic
 from largo.errors import LargoError
 from largo.images import write_pngs
 from largo.metrics.evaluate import EvalOptions, Reference, build_feature_spaces, evaluate, load_reference, write_result
@@ -43,6 +44,9 @@ class EvalSettings:
     prc_k: int = 3
     prc_max: int = 10_000
     device: str = "auto"
+    rerank: str = ""  # "classifier": keep the best of `candidates` images per image by the critic
+    candidates: int = 4
+    critic: str | None = None  # the critic classifier (None: the dataset's second classifier)
 
     def check(self) -> None:
         if self.n < 2 or self.batch_size < 1:
@@ -51,6 +55,8 @@ class EvalSettings:
             raise LargoError("--ref-n must be >= 0, --kid-subsets and --prc-k >= 1, --prc-max >= 2")
         if self.kid_subset_size is not None and self.kid_subset_size < 2:
             raise LargoError("--kid-subset-size must be >= 2")
+        if self.rerank:
+            check_candidates(self.candidates)
 
     def eval_options(self, skipped: list[dict] | None = None) -> EvalOptions:
         return EvalOptions(kid_subsets=self.kid_subsets, kid_subset_size=self.kid_subset_size, prc_k=self.prc_k,
@@ -88,6 +94,7 @@ class SampledEval:
     result: dict  # the metrics (largo.metrics.evaluate.evaluate)
     timing: dict  # generate_s, s_per_image, cpu_s, cpu_s_per_image, eval_s
     memory: PeakMemory  # peak memory while generating
+    rerank: dict | None = None  # what re-ranking drew and what the critic thought of it
 
 
 def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Judge, settings: EvalSettings,
@@ -97,10 +104,15 @@ def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Jud
     k, n = model.cfg.model.num_classes, settings.n
     labels = torch.arange(n) % k if k else torch.zeros(n, dtype=torch.long)
     seeds = [settings.seed + i for i in range(n)]
+    rerank = None
     with PeakMemory(device) as memory:
         t0, c0 = time.perf_counter(), time.process_time()
-        images = model.generate(labels, seeds, options, batch_size=settings.batch_size, device=device,
-                                progress=progress, dist_info=dist_info)
+        kwargs = {"batch_size": settings.batch_size, "device": device, "progress": progress, "dist_info": dist_info}
+        if settings.rerank:
+            critic = load_critic(settings.rerank, model, settings.critic, device)
+            images, rerank = generate_reranked(model, labels, seeds, options, critic, settings.candidates, **kwargs)
+        else:
+            images = model.generate(labels, seeds, options, **kwargs)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         gen_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
@@ -109,7 +121,9 @@ def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Jud
                       log=log)
     timing = {"generate_s": gen_s, "s_per_image": gen_s / n, "cpu_s": cpu_s, "cpu_s_per_image": cpu_s / n,
               "eval_s": time.perf_counter() - t1}
-    return SampledEval(images, labels if k else None, result, timing, memory)
+    if rerank:
+        result["rerank"] = rerank
+    return SampledEval(images, labels if k else None, result, timing, memory, rerank)
 
 
 def _num(x: float) -> str:
@@ -142,8 +156,9 @@ def evaluate_run(source: str | Path, settings: EvalSettings, sampling: dict | No
                    "precision": options.precision, "spacing": options.spacing, "seed": settings.seed,
                    "n": settings.n, "batch_size": settings.batch_size,
                    "classes": "cycled 0..K-1" if cfg.model.num_classes else "unconditional"}
+    rerank = f"-rerank{settings.candidates}" if settings.rerank else ""
     name = name or (f"{model.checkpoint.name}-{options.sampler}-{options.steps}steps-cfg{_num(options.cfg_scale)}-"
-                    f"eta{_num(options.eta)}-n{settings.n}-seed{settings.seed}")
+                    f"eta{_num(options.eta)}-n{settings.n}-seed{settings.seed}{rerank}")
     out_path = out or root / "eval" / f"{name}.json"
     result = {"name": name, "source": source_info, **run.result}
     if dist_info.is_main:

@@ -237,6 +237,10 @@ def format_summary(result: dict, per_class: bool = True) -> str:
     v = result["variance_gap"]
     lines.append("[pixels]  var_gen/var_real per channel: " + ", ".join(_f(r) for r in v["var_ratio"])
                  + "   histogram TV: " + ", ".join(_f(h) for h in v["histogram_l1"]))
+    if result.get("rerank"):
+        r = result["rerank"]
+        lines.append(f"[rerank]  best of {r['candidates']} by {r['critic']}: critic score {_f(r['mean_score_kept'])} "
+                     f"kept vs {_f(r['mean_score_all'])} over all {r['images_drawn']} drawn")
     for s in result["skipped"]:
         lines.append(s["why"])
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +32,18 @@ def default_sample_dir(model: LoadedModel, options: SamplingOptions, seed: int) 
 
 def sample_to_folder(model: LoadedModel, classes: list[int], per_class: int, options: SamplingOptions,
                      seed: int = 0, batch_size: int = 64, device: torch.device | str | None = None,
-                     out: Path | None = None, progress: bool = False) -> SampleFolder:
-    """`per_class` images of each class (image i uses seed SEED+i) → OUT/images/<i>_<class>.png and OUT/grid.png."""
+                     out: Path | None = None, progress: bool = False,
+                     generate: Callable[..., torch.Tensor] | None = None) -> SampleFolder:
+    """`per_class` images of each class (image i uses seed SEED+i) → OUT/images/<i>_<class>.png and OUT/grid.png.
+    `generate(labels, seeds, options, **kwargs)` replaces `model.generate` (e.g. re-ranked sampling)."""
     if per_class < 1 or batch_size < 1:
         raise LargoError("--n and --batch-size must be >= 1")
     out = Path(out) if out is not None else default_sample_dir(model, options, seed)
     (out / "images").mkdir(parents=True, exist_ok=True)  # an unusable --out fails before any sampling
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    images = model.generate(labels, seeds, options, batch_size=batch_size, device=device, progress=progress)
+    images = (generate or model.generate)(labels, seeds, options, batch_size=batch_size, device=device,
+                                          progress=progress)
     names = model.class_names
     write_pngs(images, [out / "images" / f"{i:05d}_{safe_name(names[c])}.png" for i, c in enumerate(labels.tolist())])
     grid = out / "grid.png"

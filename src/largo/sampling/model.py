@@ -34,6 +34,11 @@ class LoadedModel:
         return run_root(self.checkpoint)
 
     @property
+    def image_channels(self) -> int:
+        """Channels of the images it hands out (for a latent model, the autoencoder's, not the latents')."""
+        return self.latent.autoencoder.image_channels if self.latent is not None else self.cfg.model.image_channels
+
+    @property
     def step(self) -> int:
         return int(self.meta.get("step", 0))
 

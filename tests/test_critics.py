@@ -1,0 +1,40 @@
+"""Re-ranking by a classifier critic: among K seeded candidates it keeps the one the critic prefers, K = 1 is plain
+sampling, results repeat per seed, and the critic is not the classifier `largo eval` scores with."""
+
+import torch
+
+from largo.cli import main
+from largo.critics import generate_reranked, load_critic
+from largo.sampling import SamplingOptions, load_model
+
+
+def test_reranking_keeps_the_candidate_the_critic_prefers_and_repeats_per_seed():
+    model = load_model("fashion_mnist-32-cpu")
+    critic = load_critic("classifier", model)
+    assert "critic" in critic.name  # the second classifier, not the one eval scores with
+    options = SamplingOptions.resolve(model.cfg, steps=3)
+    labels, seeds, k = torch.tensor([0, 5, 7]), [11, 12, 13], 3
+    kept, info = generate_reranked(model, labels, seeds, options, critic, k)
+    every = model.generate(labels.repeat_interleave(k), [s * k + j for s in seeds for j in range(k)], options)
+    scores = critic(every, labels.repeat_interleave(k)).view(3, k)
+    expected = every.view(3, k, *every.shape[1:])[torch.arange(3), scores.argmax(1)]
+    assert torch.equal(kept, expected)
+    assert info["images_drawn"] == 9 and info["mean_score_kept"] >= info["mean_score_all"]
+    again, _ = generate_reranked(model, labels, seeds, options, critic, k)
+    assert torch.equal(kept, again)
+    one, _ = generate_reranked(model, labels, seeds, options, critic, 1)
+    assert torch.equal(one, model.generate(labels, seeds, options))
+
+
+def test_rerank_flags(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sample", "fashion_mnist-32-cpu", "--classes", "Bag", "--n", "1", "--steps", "2", "--rerank",
+                 "classifier", "--candidates", "2", "--out", str(out)]) == 0
+    assert "best of 2 by classifier:fashion_mnist-32-critic" in capsys.readouterr().out
+    for flags, needle in ((["--candidates", "0"], "--candidates must be in [1, 64]"),
+                          (["--critic", str(tmp_path / "nope")], "no classifier at")):
+        code = main(["sample", "fashion_mnist-32-cpu", "--n", "1", "--steps", "2", "--rerank", "classifier",
+                     "--out", str(tmp_path / "x"), *flags])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and needle in err[0], err
+        assert not (tmp_path / "x").exists()  # refused before anything was written
