@@ -38,3 +38,21 @@ def test_rerank_flags(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and needle in err[0], err
         assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_recognisability_along_the_reverse_process(tmp_path):
+    """Accuracy on x_t and x̂0 at every step of a real model; the last x̂0 is the sample itself."""
+    import json
+
+    from largo.evaluation import recognisability
+
+    model = load_model("fashion_mnist-32-cpu")
+    r = recognisability(model, SamplingOptions.resolve(model.cfg, steps=4), per_class=2)
+    assert [row["step"] for row in r["rows"]] == [0, 1, 2, 3, 4] and r["n"] == 20
+    assert all(0 <= row["acc_xt"] <= 1 and 0 <= row["acc_x0"] <= 1 for row in r["rows"])
+    assert r["rows"][-1]["acc_xt"] == r["rows"][-1]["acc_x0"] == r["final_accuracy"] >= 0.5  # a trained model
+    assert r["rows"][0]["acc_xt"] <= 0.3  # pure noise is not recognisable
+    out = tmp_path / "rec.png"
+    assert main(["viz", "recognisability", "fashion_mnist-32-cpu", "--n", "1", "--steps", "3", "--out",
+                 str(out)]) == 0
+    assert out.is_file() and len(json.loads(out.with_suffix(".json").read_text())["rows"]) == 4
