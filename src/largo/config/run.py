@@ -63,6 +63,16 @@ class DiffusionConfig:
     min_snr_gamma: float = 5.0
     p_uncond: float = 0.1  # label dropout to the null class, for classifier-free guidance
     zero_terminal_snr: bool = False
+    # Auxiliary losses on the predicted clean image x̂0 (off by default; docs/STUDIES.md, "auxiliary losses"):
+    # perceptual = LPIPS-style distance of x̂0 to x0 in `aux_net`'s features; feature matching = L1 between their raw
+    # feature maps (pix2pixHD's feature-matching loss, Wang et al. 2018).
+    perceptual_weight: float = 0.0
+    feature_match_weight: float = 0.0
+    aux_net: str = ""  # classifier:PATH or NAME (a shipped classifier, e.g. fashion_mnist-32-critic) | vgg19:PATH
+    aux_layers: tuple[int, ...] = ()  # which of the network's feature maps (0 = the first); () = all
+    # x̂0 only resembles an image at low noise: the terms apply where t < aux_max_t · T (0.25: SNR >= 1.1 on the
+    # linear schedule, where x̂0 is more signal than guess).
+    aux_max_t: float = 0.25
 
 
 @dataclass
@@ -190,6 +200,12 @@ class RunConfig(SectionedConfig):
         _check(dif.loss_weighting in WEIGHTINGS,
                f"unknown loss_weighting {dif.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         _check(dif.min_snr_gamma > 0, "min_snr_gamma must be > 0")
+        _check(dif.perceptual_weight >= 0 and dif.feature_match_weight >= 0,
+               "perceptual_weight and feature_match_weight must be >= 0")
+        _check(0 < dif.aux_max_t <= 1, f"aux_max_t must be in (0, 1], got {dif.aux_max_t}")
+        _check(all(i >= 0 for i in dif.aux_layers), "aux_layers must be indices >= 0")
+        _check(not (dif.perceptual_weight or dif.feature_match_weight) or dif.aux_net,
+               "perceptual_weight / feature_match_weight need --aux-net classifier:PATH or vgg19:PATH")
         _check(0.0 <= dif.p_uncond < 1.0, "p_uncond must be in [0, 1)")
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from largo.config import WEIGHTINGS, DiffusionConfig
-from largo.diffusion.parameterization import check_prediction, training_target
+from largo.diffusion.parameterization import check_prediction, to_x0, training_target
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.runtime import model_num_classes
@@ -28,8 +30,17 @@ def min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
     raise LargoError(f"unknown prediction target {prediction!r}")
 
 
+@dataclass
+class LossParts:
+    """What one loss call drew and predicted, for auxiliary losses on the predicted clean image."""
+
+    t: Tensor  # (B,) int64 timesteps
+    x0: Tensor  # (B, C, H, W) the clean batch
+    x0_hat: Tensor  # (B, C, H, W) float32 estimate of x0 from the prediction (carries the graph)
+
+
 def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig,
-                   shard: tuple[int, int] = (0, 1)) -> Tensor:
+                   shard: tuple[int, int] = (0, 1), parts: bool = False) -> Tensor | tuple[Tensor, LossParts]:
     """Scalar float32 loss: batch mean of the (optionally min-SNR-weighted) per-sample MSE.
 
     Randomness comes from the GLOBAL torch RNG on x0's device, in this order: t ~ U{0..T-1}, noise ~ N(0, I),
@@ -38,6 +49,7 @@ def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedul
 
     `shard=(rank, world)`: x0 is this rank's slice [rank::world] of a global batch; every rank draws the
     randomness of the whole global batch and keeps its slice, so W processes see exactly what one would.
+    `parts=True` also returns the timesteps and x̂0 (`LossParts`), drawing no extra randomness.
     """
     check_prediction(cfg.prediction)
     if schedule.num_timesteps != cfg.timesteps:
@@ -67,4 +79,6 @@ def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedul
         per_sample = per_sample * min_snr_weight(snr, cfg.min_snr_gamma, cfg.prediction)
     elif cfg.loss_weighting != "uniform":
         raise LargoError(f"unknown loss_weighting {cfg.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
-    return per_sample.mean()
+    if not parts:
+        return per_sample.mean()
+    return per_sample.mean(), LossParts(t, x0, to_x0(pred.float(), cfg.prediction, x_t.float(), alpha, sigma))

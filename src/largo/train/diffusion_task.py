@@ -20,6 +20,8 @@ from largo.errors import LargoError
 from largo.models import build_unet
 from largo.runtime import DistInfo
 from largo.sampling import class_grid
+from largo.train.auxiliary import AuxiliaryLoss
+from largo.train.perceptual import load_feature_net
 
 
 class DiffusionTask:
@@ -31,6 +33,7 @@ class DiffusionTask:
         self.latent: LatentSpace | None = None
         self.logs: dict[str, float] = {}
         self.cache_event: dict | None = None  # latent runs: whether the encoded dataset came from the cache
+        self.auxiliary: AuxiliaryLoss | None = None
 
     def prepare(self, data: ImageSet) -> tuple[ImageSet, torch.Tensor | None]:
         """The training set the stream draws from (images, or normalised latents and their mirror images); fills
@@ -57,11 +60,20 @@ class DiffusionTask:
         return build_unet(self.cfg.model, self.cfg.net_size)
 
     def setup(self, net: nn.Module, fused: bool) -> None:
-        pass
+        d = self.cfg.diffusion
+        if d.perceptual_weight or d.feature_match_weight:
+            if self.latent is not None:
+                raise LargoError("auxiliary losses compare images: they do not apply to a latent model")
+            self.auxiliary = AuxiliaryLoss(d, load_feature_net(d.aux_net, self.device))
 
     def loss(self, model_fn: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int,
              shard: tuple[int, int]) -> torch.Tensor:
-        return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard)
+        if self.auxiliary is None:
+            return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard)
+        loss, parts = diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard, parts=True)
+        aux, self.logs = self.auxiliary(parts)
+        self.logs["mse"] = float(loss.detach())
+        return loss + aux
 
     def after_step(self, step: int, dist: DistInfo) -> None:
         pass
