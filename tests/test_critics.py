@@ -1,6 +1,7 @@
 """Re-ranking by a classifier critic: among K seeded candidates it keeps the one the critic prefers, K = 1 is plain
 sampling, results repeat per seed, and the critic is not the classifier `largo eval` scores with."""
 
+import pytest
 import torch
 
 from largo.cli import main
@@ -56,3 +57,31 @@ def test_recognisability_along_the_reverse_process(tmp_path):
     assert main(["viz", "recognisability", "fashion_mnist-32-cpu", "--n", "1", "--steps", "3", "--out",
                  str(out)]) == 0
     assert out.is_file() and len(json.loads(out.with_suffix(".json").read_text())["rows"]) == 4
+
+
+def test_clip_scores_and_clip_reranking_plumbing(tmp_path, capsys):
+    """Plumbing only: a randomly initialised CLIP of a real architecture (open_clip's ViT-S-32) saved to disk and
+    loaded offline. No number from it is a CLIP score; the test checks that every path runs and reports."""
+    import json
+
+    open_clip = pytest.importorskip("open_clip")
+    torch.save(open_clip.create_model("ViT-S-32").state_dict(), tmp_path / "clip.pt")
+    spec = f"ViT-S-32:{tmp_path / 'clip.pt'}"
+    out = tmp_path / "eval.json"
+    assert main(["eval", "fashion_mnist-32-cpu", "--n", "10", "--steps", "2", "--ref-split", "test", "--ref-n", "50",
+                 "--no-inception", "--quiet", "--clip", spec, "--out", str(out)]) == 0
+    clip = json.loads(out.read_text())["clip"]
+    assert clip["template"] == "a photo of a {}." and sum(r["n"] for r in clip["per_class"]) == 10
+    assert set(clip["quality_prompts"]) == {"good", "clear", "blurry"}
+    assert all(-100 <= v <= 100 for v in [clip["clip_score"], *clip["quality_prompts"].values()])
+    assert main(["sample", "fashion_mnist-32-cpu", "--rerank", "clip", "--clip", spec, "--candidates", "2", "--n",
+                 "1", "--classes", "Bag", "--steps", "2", "--out", str(tmp_path / "s")]) == 0
+    assert "best of 2 by clip:ViT-S-32" in capsys.readouterr().out
+    torch.save({"not": torch.zeros(1)}, tmp_path / "wrong.pt")
+    for clip_spec, needle in ((f"ViT-S-32:{tmp_path / 'nope.pt'}", "CLIP weights not found"),
+                              (f"ViT-S-32:{tmp_path / 'wrong.pt'}", "do not load as ViT-S-32"),
+                              ("no-such-arch:x", "unknown CLIP architecture")):
+        code = main(["eval", "fashion_mnist-32-cpu", "--n", "4", "--steps", "2", "--ref-n", "50", "--no-inception",
+                     "--clip", clip_spec, "--out", str(tmp_path / "bad.json")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and needle in err[0], err

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root, classifier=args.classifier, use_classifier=not args.no_classifier,
         inception_weights=args.inception_weights, use_inception=not args.no_inception, kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size, prc_k=args.prc_k, prc_max=args.prc_max, device=args.device,
-        rerank=args.rerank or "", candidates=args.candidates, critic=args.critic)
+        rerank=args.rerank or "", candidates=args.candidates, critic=args.critic, clip=args.clip)
     if args.images:
         result, path = evaluate_folder(args.images, args.dataset, settings, args.resolution, args.name, args.out)
     else:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         from largo.critics import check_candidates, generate_reranked, load_critic
 
         check_candidates(args.candidates)
-        critic = load_critic(args.rerank, model, args.critic, device)
+        critic = load_critic(args.rerank, model, args.critic, device, clip=args.clip)
         generate = lambda labels, seeds, options, **kw: generate_reranked(  # noqa: E731
             model, labels, seeds, options, critic, args.candidates, **kw)[0]
         note = f", best of {args.candidates} by {critic.name}"

@@ -69,8 +69,11 @@ def parse_interval(text: str) -> tuple[int, int] | None:
 
 
 def add_rerank_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--rerank", choices=("classifier",), help="draw --candidates images per image and keep the one "
+    p.add_argument("--rerank", choices=("classifier", "clip"), help="draw --candidates images per image and keep the one "
                                                               "the critic rates highest for its class")
     p.add_argument("--candidates", type=int, default=4, help="--rerank: candidates per image (default 4)")
-    p.add_argument("--critic", metavar="PATH", help="--rerank: critic classifier folder (default: the dataset's "
-                                                    "second classifier, <dataset>-<res>-critic)")
+    p.add_argument("--critic", metavar="PATH", help="--rerank classifier: critic classifier folder (default: the "
+                                                    "dataset's second classifier, <dataset>-<res>-critic)")
+    p.add_argument("--clip", metavar="ARCH:PATH", help="CLIP weights on disk, an open_clip architecture and its "
+                                                       "checkpoint (e.g. ViT-B-32:/models/vit_b32.pt): CLIP scores "
+                                                       "in eval, and --rerank clip")

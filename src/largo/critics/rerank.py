@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
+from largo.critics.clip import ClipCritic
 from largo.errors import LargoError
 from largo.metrics import defaults
 from largo.metrics.classifier import check_classifier, classifier_outputs, load_classifier
 from largo.sampling import LoadedModel, SamplingOptions
 
-RERANKERS = ("classifier",)
+RERANKERS = ("classifier", "clip")
 MAX_CANDIDATES = 64
 
 
@@ -40,11 +41,26 @@ def default_critic_path(dataset: str, resolution: int) -> Path | None:
     return next((d / name for d in defaults.classifier_search_dirs() if (d / name / "config.json").is_file()), None)
 
 
-def load_critic(kind: str, model: LoadedModel, path: str | None = None, device: torch.device | str = "cpu"
-                ) -> ClassifierCritic:
-    """The critic `--rerank KIND` names, for this model's dataset (`path` overrides the default critic)."""
+class PromptCritic:
+    """Scores images by CLIP similarity (100·cos) to the prompt of the class asked for."""
+
+    def __init__(self, clip: ClipCritic, class_names: list[str], dataset: str):
+        self.clip, self.class_names, self.dataset, self.name = clip, class_names, dataset, clip.name
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.clip(images, labels, self.class_names, self.dataset)
+
+
+def load_critic(kind: str, model: LoadedModel, path: str | None = None, device: torch.device | str = "cpu",
+                clip: str | None = None) -> ClassifierCritic | PromptCritic:
+    """The critic `--rerank KIND` names, for this model's dataset (`path` overrides the default critic
+    classifier; `clip` is the ARCH:PATH of CLIP weights for `--rerank clip`)."""
     if kind not in RERANKERS:
         raise LargoError(f"unknown --rerank {kind!r}; valid: {', '.join(RERANKERS)}")
+    if kind == "clip":
+        if not clip:
+            raise LargoError("--rerank clip needs --clip ARCH:PATH (CLIP weights on disk)")
+        return PromptCritic(ClipCritic(clip, device), model.class_names, model.cfg.data.dataset)
     d = model.cfg.data
     found = Path(path) if path else default_critic_path(d.dataset, d.resolution)
     if found is None:
@@ -62,7 +78,7 @@ def check_candidates(candidates: int) -> None:
 
 
 def generate_reranked(model: LoadedModel, labels: torch.Tensor, seeds: list[int], options: SamplingOptions,
-                      critic: ClassifierCritic, candidates: int, **generate_kwargs) -> tuple[torch.Tensor, dict]:
+                      critic: ClassifierCritic | PromptCritic, candidates: int, **generate_kwargs) -> tuple[torch.Tensor, dict]:
     """The best of `candidates` images per label by `critic`, and what it cost and bought: mean critic score of
     the kept images and of all candidates, and the candidates drawn."""
     check_candidates(candidates)
@@ -73,6 +89,6 @@ def generate_reranked(model: LoadedModel, labels: torch.Tensor, seeds: list[int]
     scores = critic(images, all_labels).view(n, k)
     best = scores.argmax(dim=1)
     kept = images.view(n, k, *images.shape[1:])[torch.arange(n), best]
-    info = {"rerank": "classifier", "critic": critic.name, "candidates": k, "images_drawn": n * k,
+    info = {"rerank": "clip" if isinstance(critic, PromptCritic) else "classifier", "critic": critic.name, "candidates": k, "images_drawn": n * k,
             "mean_score_kept": float(scores.max(dim=1).values.mean()), "mean_score_all": float(scores.mean())}
     return kept, info

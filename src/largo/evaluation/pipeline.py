@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from largo.critics import check_candidates, generate_reranked, load_critic
+from largo.critics import ClipCritic, check_candidates, clip_scores, generate_reranked, load_critic
 from largo.errors import LargoError
 from largo.images import write_pngs
 from largo.metrics.evaluate import EvalOptions, Reference, build_feature_spaces, evaluate, load_reference, write_result
@@ -47,6 +47,7 @@ class EvalSettings:
     rerank: str = ""  # "classifier": keep the best of `candidates` images per image by the critic
     candidates: int = 4
     critic: str | None = None  # the critic classifier (None: the dataset's second classifier)
+    clip: str | None = None  # ARCH:PATH of CLIP weights: CLIP scores (and --rerank clip)
 
     def check(self) -> None:
         if self.n < 2 or self.batch_size < 1:
@@ -71,6 +72,7 @@ class Judge:
     ref: Reference
     spaces: list
     skipped: list[dict] = field(default_factory=list)
+    clip: ClipCritic | None = None  # CLIP scores, when weights were given
 
 
 def make_judge(dataset: str, resolution: int, settings: EvalSettings, device: torch.device, data_root: str = "",
@@ -84,7 +86,7 @@ def make_judge(dataset: str, resolution: int, settings: EvalSettings, device: to
     skipped: list[dict] = []
     spaces = build_feature_spaces(ref, settings.classifier, settings.inception_weights, settings.use_classifier,
                                   settings.use_inception, str(device), skipped)
-    return Judge(ref, spaces, skipped)
+    return Judge(ref, spaces, skipped, ClipCritic(settings.clip, device) if settings.clip else None)
 
 
 @dataclass
@@ -109,7 +111,7 @@ def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Jud
         t0, c0 = time.perf_counter(), time.process_time()
         kwargs = {"batch_size": settings.batch_size, "device": device, "progress": progress, "dist_info": dist_info}
         if settings.rerank:
-            critic = load_critic(settings.rerank, model, settings.critic, device)
+            critic = load_critic(settings.rerank, model, settings.critic, device, clip=settings.clip)
             images, rerank = generate_reranked(model, labels, seeds, options, critic, settings.candidates, **kwargs)
         else:
             images = model.generate(labels, seeds, options, **kwargs)
@@ -123,7 +125,20 @@ def sample_and_evaluate(model: LoadedModel, options: SamplingOptions, judge: Jud
               "eval_s": time.perf_counter() - t1}
     if rerank:
         result["rerank"] = rerank
+    add_clip_scores(result, judge, images, labels if k else None)
     return SampledEval(images, labels if k else None, result, timing, memory, rerank)
+
+
+def add_clip_scores(result: dict, judge: Judge, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """result["clip"] when CLIP weights were given and the images carry labels; else a line in `skipped`."""
+    if judge.clip is None:
+        why = "CLIP scores skipped: no --clip ARCH:PATH weights given (nothing is downloaded)"
+    elif labels is None:
+        why = "CLIP scores skipped: the images carry no class labels to build prompts from"
+    else:
+        result["clip"] = clip_scores(judge.clip, images, labels, judge.ref.class_names, judge.ref.dataset)
+        return
+    result["skipped"].append({"what": "clip", "why": why})
 
 
 def _num(x: float) -> str:
@@ -188,6 +203,7 @@ def evaluate_folder(images: Path, dataset: str, settings: EvalSettings, resoluti
     if settings.kid_subset_size is not None:
         resolve_subset_size(len(judge.ref.labels), len(gen), settings.kid_subset_size)
     result = evaluate(gen, labels, judge.ref, judge.spaces, settings.eval_options(judge.skipped))
+    add_clip_scores(result, judge, gen, labels)
     name = name or images.resolve().name
     out_path = out or images.resolve().parent / "eval" / f"{name}.json"
     result = {"name": name, "source": {"kind": "images", **info}, **result}

@@ -237,6 +237,11 @@ def format_summary(result: dict, per_class: bool = True) -> str:
     v = result["variance_gap"]
     lines.append("[pixels]  var_gen/var_real per channel: " + ", ".join(_f(r) for r in v["var_ratio"])
                  + "   histogram TV: " + ", ".join(_f(h) for h in v["histogram_l1"]))
+    if result.get("clip"):
+        c = result["clip"]
+        q = c["quality_prompts"]
+        lines.append(f"[{c['extractor']}]  CLIP score {_f(c['clip_score'])} ('{c['template']}'); good {_f(q['good'])} "
+                     f"clear {_f(q['clear'])} blurry {_f(q['blurry'])}")
     if result.get("rerank"):
         r = result["rerank"]
         lines.append(f"[rerank]  best of {r['candidates']} by {r['critic']}: critic score {_f(r['mean_score_kept'])} "
