@@ -22,7 +22,7 @@ test: $(STAMP)
 
 # The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~2 h on 2 cores; every
 # finished cell is kept, so an interrupted run continues where it stopped).
-STUDIES := schedule ema_vs_online balanced cfg_scale sampling_efficiency variance_gap
+STUDIES := schedule ema_vs_online balanced cfg_scale sampling_efficiency variance_gap auxiliary_losses
 studies: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) benchmarks/sampler_quality.py --checkpoint checkpoints/fashion_mnist-32-cpu --n 500 \
 	  --precision bf16 --batch-size 250 --skip heun:100,euler:100,dpmpp3m:100

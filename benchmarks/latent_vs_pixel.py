@@ -189,6 +189,7 @@ def main() -> None:
     p.add_argument("--base-channels", type=int, default=0, help="quality comparison: both U-Nets' width "
                                                                     "(default: the presets' 64)")
     p.add_argument("--out", default="runs/latent_vs_pixel")
+    p.add_argument("--skip-speed", action="store_true", help="only the quality comparison")
     p.add_argument("--memory", help=argparse.SUPPRESS)  # internal: MODEL:PHASE, run in a fresh process
     a = p.parse_args()
     if a.memory:
@@ -196,8 +197,9 @@ def main() -> None:
         return
     device = resolve_device(a.device)
     report = {"machine": f"{device}, {torch.get_num_threads()} threads, load {load_average()}",
-              "sizes": {"batch": a.batch, "steps": a.steps, "rounds": a.rounds, "sample_batch": a.sample_batch},
-              "speed": speed(a, device)}
+              "sizes": {"batch": a.batch, "steps": a.steps, "rounds": a.rounds, "sample_batch": a.sample_batch}}
+    if not a.skip_speed:
+        report["speed"] = speed(a, device)
     if a.autoencoder and a.minutes > 0:
         report["quality"] = quality(a)
     print(json.dumps(report, indent=2))
