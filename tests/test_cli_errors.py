@@ -25,7 +25,7 @@ def _run(capsys, argv):
     (["train", "--preset", "demo", "--data-root", "/tmp/empty-largo-root"], "fashion_mnist not found under"),
     (["train", "--config", "/no/such/config.json"], "config file not found"),
     (["sample", "/no/such/run"], "no run, checkpoint or released checkpoint named"),
-    (["sample", "fashion_mnist-32-cpu", "--n", "1", "--cfg", "nan"], "--cfg must be a finite number, got nan"),
+    (["sample", "fashion_mnist-32-cpu", "--n", "1", "--cfg", "nan"], "argument --cfg: must be a number in [0, 100], got nan"),
     (["sample", "fashion_mnist-32-cpu", "--n", "1", "--out", "/proc/nope"], "No such file or directory: /proc/nope"),
 ])
 def test_one_line_errors(capsys, argv, needle):
@@ -51,10 +51,10 @@ def test_unknown_class_name_lists_close_matches(capsys, trained_run):
 
 @pytest.mark.parametrize("command", ["sample", "eval"])
 @pytest.mark.parametrize("flags,needle", [
-    (["--steps", "0"], "--steps must be in [1, 1000]"),
-    (["--steps", "1001"], "--steps must be in [1, 1000]"),
-    (["--eta", "-0.5"], "--eta must be >= 0"),
-    (["--cfg", "-1"], "--cfg must be >= 0"),
+    (["--steps", "0"], "argument --steps: must be an integer in [1, 100000], got 0"),
+    (["--steps", "1001"], "--steps must be in [1, 1000], got 1001"),  # the run's T: checked once it is loaded
+    (["--eta", "-0.5"], "argument --eta: must be a number in [0, 1], got -0.5"),
+    (["--cfg", "-1"], "argument --cfg: must be a number in [0, 100], got -1"),
     (["--cfg-interval", "9"], "--cfg-interval must be LO,HI"),
     (["--precision", "fp8"], "invalid choice: 'fp8'"),
     (["--sampler", "plms"], "invalid choice: 'plms'"),

@@ -11,6 +11,7 @@ import importlib
 import sys
 from typing import NoReturn
 
+from largo.cli.ranges import checked_types
 from largo.errors import LargoError
 
 # A full disk, a quota, a read-only folder: the machine, not a bug, so one line instead of a traceback.
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not built yet
             raise
         module.register(sub)
+    checked_types(parser)
     return parser
 
 

@@ -53,13 +53,14 @@ def add_config_flags(parser: Any, config_cls: type[SectionedConfig] = RunConfig)
             default = getattr(getattr(defaults, section), name)
             help_text = f"(default: {default})"
             if typ is bool:
-                group.add_argument(_flag(name), dest=name, type=parse_bool, default=None, metavar="BOOL",
-                                   help=help_text)
+                action = group.add_argument(_flag(name), dest=name, type=parse_bool, default=None, metavar="BOOL",
+                                            help=help_text)
             elif typing.get_origin(typ) is tuple:
-                group.add_argument(_flag(name), dest=name, type=_parse_int_tuple, default=None, metavar="A,B,..",
-                                   help=help_text)
+                action = group.add_argument(_flag(name), dest=name, type=_parse_int_tuple, default=None,
+                                            metavar="A,B,..", help=help_text)
             else:
-                group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
+                action = group.add_argument(_flag(name), dest=name, type=typ, default=None, help=help_text)
+            action.config_field = True  # its range lives in the config's validate()
 
 
 def flag_overrides(args: Any, config_cls: type[SectionedConfig] = RunConfig) -> dict[str, Any]:
