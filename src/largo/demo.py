@@ -15,7 +15,7 @@ import torch
 from largo.config import RunConfig, preset_config
 from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
-from largo.io import atomic_write_json
+from largo.io import atomic_save_image, atomic_write_json
 from largo.metrics.classifier import accuracy_table, classifier_outputs, find_classifier, load_classifier
 from largo.runtime import resolve_device
 from largo.sampling import generate_images, load_model, parse_classes
@@ -45,7 +45,7 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
     t1 = time.time()
     images = generate_images(net, cfg, labels, device=trainer.device)
     grid_path = run_dir / "demo_grid.png"
-    labelled_grid(images, per_class, names).save(grid_path)
+    atomic_save_image(grid_path, labelled_grid(images, per_class, names))
     log(f"largo demo: {len(images)} samples ({s.sampler}, {s.sample_steps} steps, cfg {s.cfg:g}) in "
         f"{time.time() - t1:.0f} s → {grid_path}")
     accuracy = check_with_classifier(net, cfg, names, check_per_class, trainer.device, run_dir, log)
@@ -93,7 +93,7 @@ def flowers_demo(classes: str, per_class: int = 4, out: Path | None = None, devi
     images = model.generate(labels, device=dev, progress=True)
     out = out or Path("runs") / f"demo-flowers-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    labelled_grid(images, per, [model.class_names[c] for c in picked]).save(out / "flowers_grid.png")
+    atomic_save_image(out / "flowers_grid.png", labelled_grid(images, per, [model.class_names[c] for c in picked]))
     log(f"largo demo: {len(images)} flowers from checkpoints/flowers102-64 ({s.sampler}, {s.sample_steps} steps, "
         f"cfg {s.cfg:g}) in {time.time() - t0:.0f} s on {dev} → {out / 'flowers_grid.png'}")
     return out / "flowers_grid.png"

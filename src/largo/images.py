@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from largo.io import atomic_save_image
+
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats → uint8 [0, 255]."""
@@ -36,5 +38,4 @@ def safe_name(text: str) -> str:
 def write_pngs(images: torch.Tensor, paths: list[Path]) -> None:
     """Image i to paths[i] (folders created)."""
     for image, path in zip(images, paths):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        to_pil(image).save(path)
+        atomic_save_image(path, to_pil(image))

@@ -112,3 +112,10 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise LargoError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def atomic_save_image(path: str | Path, image: Any) -> Path:
+    """Save a PIL image as PNG atomically: a failed write (full disk, file-size limit) leaves the old file."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path

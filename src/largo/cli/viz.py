@@ -180,8 +180,9 @@ def _open(args: argparse.Namespace):
 
 
 def _save(image, path: Path, what: str) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    from largo.io import atomic_save_image
+
+    atomic_save_image(path, image)
     print(f"largo: {what} ({image.width}×{image.height}) → {path}")
     return 0
 

@@ -17,6 +17,7 @@ from largo.data import load_images
 from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
 from largo.images import to_float, to_uint8
+from largo.io import atomic_save_image
 from largo.metrics.classifier import load_classifier
 from largo.metrics.evaluate import default_classifier, write_result
 from largo.metrics.features import ClassifierFeatures, extract
@@ -120,7 +121,7 @@ def evaluate_autoencoder(source: str | Path, split: str = "test", n: int = 0, ba
     picture = out.with_suffix(".png")
     picture.parent.mkdir(parents=True, exist_ok=True)
     k = min(PICTURE_IMAGES, len(real))
-    labelled_grid(torch.cat([real[:k], recon[:k]]), k, ["original", "reconstruction"]).save(picture)
+    atomic_save_image(picture, labelled_grid(torch.cat([real[:k], recon[:k]]), k, ["original", "reconstruction"]))
     result["picture"] = str(picture)
     write_result(out, result)
     return result, out

@@ -11,6 +11,7 @@ import torch
 from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
 from largo.images import safe_name, write_pngs
+from largo.io import atomic_save_image
 from largo.sampling.model import LoadedModel
 from largo.sampling.options import SamplingOptions
 
@@ -47,5 +48,5 @@ def sample_to_folder(model: LoadedModel, classes: list[int], per_class: int, opt
     names = model.class_names
     write_pngs(images, [out / "images" / f"{i:05d}_{safe_name(names[c])}.png" for i, c in enumerate(labels.tolist())])
     grid = out / "grid.png"
-    labelled_grid(images, per_class, [names[c] for c in classes]).save(grid)
+    atomic_save_image(grid, labelled_grid(images, per_class, [names[c] for c in classes]))
     return SampleFolder(out, grid, images, labels)

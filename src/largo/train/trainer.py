@@ -24,7 +24,7 @@ from largo.checkpoint import latest_checkpoint, load_state, load_weights, read_m
 from largo.config import AutoencoderRunConfig, RunConfig
 from largo.data import BatchStream, load_images, long_tailed, random_subset
 from largo.errors import LargoError
-from largo.io import atomic_write_text
+from largo.io import atomic_save_image, atomic_write_text
 from largo.models import count_parameters
 from largo.runtime import autocast, check_compile, peak_memory_mb, resolve_device, resolve_precision
 from largo.runtime.distributed import all_reduce_mean, barrier, init_distributed, local_device, shutdown
@@ -263,8 +263,7 @@ class Trainer:
     def sample_grid(self, writer: Any = None) -> Path:
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         image = self.task.grid(self.ema.net, self.class_names)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
+        atomic_save_image(path, image)
         if writer:
             writer.add_image("samples", np.asarray(image.convert("RGB")), self.step, dataformats="HWC")
         return path

@@ -23,6 +23,7 @@ from PIL import Image
 
 from largo.checkpoint import resolve_checkpoint, run_root
 from largo.errors import LargoError
+from largo.io import atomic_save_image, atomic_write_text
 from largo.sampling import LoadedModel, SamplingOptions, class_grid, grid_classes, load_model, parse_classes
 from largo.sampling.options import kwarg_label
 from largo.version import __version__
@@ -180,12 +181,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_
     with torch.no_grad():
         pictures["trajectory"] = trajectory_strip(model, trajectory, [seed], options, every=every, device=device)
     for name, image in pictures.items():
-        image.save(out / f"{name}.png")
+        atomic_save_image(out / f"{name}.png", image)
     sampling_text = (f"{options.sampler}, {options.steps} steps, w={options.cfg_scale:g}, seed {seed}, "
                      f"{weights} weights")
     index = out / "index.html"
-    index.write_text(_page(run_dir, model, records, pictures, per_class, seed, sampling_text, trajectory),
-                     encoding="utf-8")
+    atomic_write_text(index, _page(run_dir, model, records, pictures, per_class, seed, sampling_text, trajectory))
     return index
 
 

@@ -1,0 +1,69 @@
+"""A file-size limit (`ulimit -f`, the way a nearly full disk behaves) hit while writing a checkpoint, a sample
+grid, an eval JSON or a report: one line, a non-zero exit, and every file written before is left as it was."""
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import SHARED_DATA
+
+LARGO = [sys.executable, "-m", "largo"]
+
+
+def _run(args, cwd, limit=None):
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([*LARGO, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          preexec_fn=limited if limit else None, timeout=600)
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _one_line(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("largo:") or "Traceback" in ln]
+    assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("largo: error:"), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_full_disk_while_writing_leaves_earlier_files_intact(tmp_path):
+    sample = ["sample", "fashion_mnist-32-cpu", "--classes", "Bag", "--n", "1", "--steps", "2", "--out", "s"]
+    assert _run(sample, tmp_path).returncode == 0
+    before = _snapshot(tmp_path / "s")
+    assert "File too large" in _one_line(_run([*sample, "--seed", "1"], tmp_path, limit=100))
+    assert _snapshot(tmp_path / "s") == before
+
+    ev = ["eval", "fashion_mnist-32-cpu", "--n", "4", "--steps", "2", "--ref-split", "test", "--ref-n", "50",
+          "--no-inception", "--quiet", "--out", "e.json"]
+    assert _run(ev, tmp_path).returncode == 0
+    before = (tmp_path / "e.json").read_bytes()
+    _one_line(_run([*ev, "--seed", "3"], tmp_path, limit=2000))
+    assert (tmp_path / "e.json").read_bytes() == before
+
+    train = ["train", "--preset", "demo", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
+             "--attention-resolutions", "8", "--num-heads", "2", "--batch-size", "8", "--steps", "2",
+             "--max-minutes", "0", "--checkpoint-every", "1", "--sample-steps", "2", "--grid-per-class", "1",
+             "--device", "cpu", "--quiet", "--run-dir", "run", "--data-root", str(SHARED_DATA), "--subset", "64"]
+    assert _run(train, tmp_path).returncode == 0
+    run = tmp_path / "run"
+    before = _snapshot(run / "checkpoints")
+    line = _one_line(_run(["train", "--resume", "run", "--steps", "4", "--quiet"], tmp_path, limit=50_000))
+    assert "File too large" in line and "step_00000002 is intact" in line, line
+    after = _snapshot(run / "checkpoints")
+    assert {p: b for p, b in after.items() if p in before} == before  # the old checkpoint is untouched
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+
+    assert _run(["report", "run", "--n", "1", "--steps", "2", "--device", "cpu"], tmp_path).returncode == 0
+    before = _snapshot(run / "report")
+    _one_line(_run(["report", "run", "--n", "1", "--steps", "2", "--seed", "5", "--device", "cpu"], tmp_path,
+                   limit=3000))
+    assert _snapshot(run / "report") == before
