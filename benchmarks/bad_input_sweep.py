@@ -11,7 +11,7 @@ plus, for the pickle payloads, that the payload never ran (its marker file does 
 
 Usage:  .venv/bin/python benchmarks/bad_input_sweep.py [--workdir DIR] [--only SUBSTRING] [--markdown FILE]
 A Markdown table goes to stdout (and to --markdown). Exit code 0 when every case passes.
-Takes ~7 min on 2 busy CPU cores: ~110 subprocesses at ~3-4 s of start-up (importing torch) each.
+Takes ~10 min on 2 busy CPU cores: ~170 subprocesses at ~3-4 s of start-up (importing torch) each.
 """
 
 from __future__ import annotations
@@ -414,6 +414,73 @@ def build_cases(base: Path, data: Path, other_model_run: Path) -> list[Case]:
         add("sample", f"sample {' '.join(flags)}", sample_case(*flags))
     add("sample", "sample a path that does not exist", lambda d: (["sample", str(d / "none")], d))
 
+    for flags in (("--n", "nan"), ("--n", "-1"), ("--n", "10000000000"), ("--seed", "-1"), ("--cfg", "nan"),
+                  ("--cfg", "inf"), ("--eta", "2"), ("--batch-size", ""), ("--candidates", "0"), ("--steps", "1e3")):
+        add("flags", f"sample {' '.join(flags) if flags[1] else flags[0] + ' (empty)'}", sample_case(*flags))
+
+    # -- every other command's flags: out-of-range numbers and unusable paths --------------------------------
+    def command_case(*argv: str):
+        return lambda d: ([a.replace("BASE", str(base)).replace("CASE", str(d)) for a in argv], d)
+
+    for argv in (("eval", "BASE", "--n", "1"), ("eval", "BASE", "--kid-subsets", "0"), ("eval", "BASE", "--ref-n", "-5"),
+                 ("eval", "BASE", "--prc-k", "nan"), ("viz", "grid", "BASE", "--n", "0"), ("viz", "trajectory", "BASE", "--every", "-2"),
+                 ("viz", "forward", "--dataset", "mnist", "--frames", "inf"), ("viz", "curves", "BASE", "--smoothing", "1.5"),
+                 ("viz", "histogram", "BASE", "--bins", "100000"), ("report", "BASE", "--n", "0"),
+                 ("classifier", "train", "--dataset", "mnist", "--epochs", "0"), ("classifier", "train", "--dataset", "mnist", "--lr", "nan"),
+                 ("demo", "--minutes", "-1"), ("demo", "--per-class", "0"), ("sweep", "CASE/none.json", "--n", "0"),
+                 ("autoencoder", "eval", "BASE", "--n", "-1"), ("autoencoder", "train", "--kl-weight", "nan"),
+                 ("autoencoder", "train", "--disc-start", "-1"), ("autoencoder", "train", "--channel-mult", "1,2,2,2,2,2"),
+                 ("train", "--aux-max-t", "2"), ("train", "--perceptual-weight", "0.1")):
+        add("flags", " ".join(a.replace("BASE", "RUN").replace("CASE/", "") for a in argv), command_case(*argv))
+    for argv in (("sample", "BASE", "--n", "1", "--out", "/proc/nope"), ("sample", "BASE", "--n", "1", "--out", "CASE/file.txt"),
+                 ("export", "BASE", "--out", "/proc/nope"), ("viz", "curves", "BASE", "--out", "/proc/nope/c.png"),
+                 ("eval", "--images", "CASE/file.txt", "--dataset", "fashion_mnist"), ("eval", "--images", "CASE/nowhere", "--dataset", "mnist"),
+                 ("sample", "BASE", "--critic", "CASE/nowhere", "--rerank", "classifier"),
+                 ("eval", "BASE", "--clip", "ViT-B-32:CASE/nowhere.pt"), ("train", "--aux-net", "vgg19:CASE/nowhere.pth", "--perceptual-weight", "0.1")):
+        def prepare(d, argv=argv):
+            (d / "file.txt").write_text("a file where a folder is expected")
+            return command_case(*argv)(d)
+        add("paths", " ".join(a.replace("BASE", "RUN").replace("CASE/", "") for a in argv), prepare)
+
+    # -- eval --images: files that cannot be compared -----------------------------------------------------
+    def images_case(build: Callable[[Path], None], dataset: str = "fashion_mnist"):
+        def prepare(d: Path):
+            (d / "imgs" / "0").mkdir(parents=True)
+            build(d / "imgs" / "0")
+            return ["eval", "--images", str(d / "imgs"), "--dataset", dataset, "--ref-n", "50", "--no-inception"], d
+        return prepare
+
+    add("images", "colour PNG for a grayscale dataset",
+        images_case(lambda c: Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(c / "x.png")))
+    add("images", "16-bit PNG", images_case(lambda c: Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(c / "x.png")))
+    add("images", "text file named .png", images_case(lambda c: (c / "x.png").write_text("not an image")))
+    add("images", "decompression-bomb PNG header", images_case(lambda c: png_bomb(c / "x.png")))
+    add("images", "only non-image files", images_case(lambda c: (c / "notes.txt").write_text("hello")))
+
+    # -- latent diffusion: a missing, changed or corrupt autoencoder ----------------------------------------
+    def latent_case(damage: Callable[[Path], None], command: str = "sample"):
+        def prepare(d: Path):
+            ae, run = d / "ae", d / "latent"
+            shutil.copytree(LATENT_AE, ae)
+            shutil.copytree(LATENT_RUN, run)
+            meta_path = latest(run) / "meta.json"
+            meta = json.loads(meta_path.read_text())
+            meta["latent"]["autoencoder"]["path"] = str(latest(ae))
+            meta_path.write_text(json.dumps(meta))
+            damage(latest(ae))
+            argv = ["sample", str(run), "--n", "1", "--steps", "2"] if command == "sample" else \
+                ["train", *TINY, "--dataset", f"folder:{data}", "--autoencoder", str(ae), "--steps", "1", "--run-dir", str(d / "new")]
+            return argv, run
+        return prepare
+
+    add("latent", "latent model, its autoencoder deleted", latent_case(lambda c: shutil.rmtree(c)))
+    add("latent", "latent model, its autoencoder's weights changed",
+        latent_case(lambda c: (c / "ema.safetensors").write_bytes((c / "ema.safetensors").read_bytes()[:-8] + bytes(8))))
+    add("latent", "latent model, its autoencoder's weights truncated", latent_case(lambda c: truncate(c / "ema.safetensors")))
+    add("latent", "train on a corrupt autoencoder", latent_case(lambda c: truncate(c / "ema.safetensors"), "train"))
+    add("latent", "train on an autoencoder of another resolution",
+        latent_case(lambda c: edit_json(c / "meta.json", lambda m: m["config"]["data"].update(resolution=16)), "train"))
+
     # -- a full disk: a resumed run whose next checkpoint does not fit ---------------------------------------
     add("disk", "resume on a full tmpfs (real ENOSPC), new checkpoint folder",
         lambda d: (resume(more_steps(d / "fs" / "run")), d / "fs" / "run"), mount_kb=1)
@@ -501,10 +568,12 @@ def run_case(case: Case, d: Path, env: dict, timeout: float) -> dict:
 
 
 BASE_KEEP1: Path = Path()
+LATENT_AE: Path = Path()  # a tiny autoencoder run and a latent run on it (made once in main)
+LATENT_RUN: Path = Path()
 
 
 def main() -> int:
-    global BASE_KEEP1
+    global BASE_KEEP1, LATENT_AE, LATENT_RUN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, help="default: a fresh temporary folder, removed afterwards")
     ap.add_argument("--only", default="", help="run only the cases whose name contains this")
@@ -529,6 +598,17 @@ def main() -> int:
                 print(r.stdout, r.stderr, file=sys.stderr)
                 return 1
     BASE_KEEP1 = base1
+    LATENT_AE, LATENT_RUN = work / "latent_ae", work / "latent_run"
+    ae_flags = ["--dataset", f"folder:{data}", "--resolution", "8", "--base-channels", "32", "--channel-mult", "1,2",
+                "--num-res-blocks", "1", "--latent-channels", "2", "--batch-size", "4", "--steps", "2",
+                "--disc-weight", "0", "--device", "cpu", "--quiet"]
+    for argv in (["autoencoder", "train", *ae_flags, "--run-dir", str(LATENT_AE)],
+                 train_argv(data, LATENT_RUN, "--autoencoder", str(LATENT_AE), "--clip-x0", "false", steps=2)):
+        if not (Path(argv[argv.index("--run-dir") + 1]) / "config.json").exists():
+            r = subprocess.run([PY, "-m", "largo", *argv], cwd=work, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(r.stdout, r.stderr, file=sys.stderr)
+                return 1
 
     cases = [c for c in build_cases(base, data, other) if args.only in c.name]
     rows = []

@@ -19,6 +19,7 @@ from torch import nn
 
 from largo.config.autoencoder import AutoencoderConfig
 from largo.errors import LargoError
+from largo.models.unet import Upsample
 
 _VALID_FACTORS = (1, 2, 4, 8, 16)
 
@@ -115,17 +116,6 @@ class Encoder(nn.Module):
         return self.out(self.mid(self.down(self.conv_in(x))))
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour ×2 then a 3×3 conv (avoids the checkerboard artefacts of transposed convs)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 class Decoder(nn.Module):
     """Latent (N, in_channels, h, w) → image (N, image_channels, h·f, w·f); the encoder's mirror image."""
 
@@ -168,7 +158,18 @@ def check_latents(z: torch.Tensor, channels: int) -> None:
         raise LargoError(f"the autoencoder expects latents of shape (N, {channels}, h, w), got {tuple(z.shape)}")
 
 
-class KLAutoencoder(nn.Module):
+class Reconstructs:
+    """`forward` of every autoencoder here (largo's and the diffusers wrapper), written once over encode/decode."""
+
+    def forward(self, x: torch.Tensor, sample_posterior: bool = True,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """Reconstruct x through a posterior sample (training) or its mean; returns (reconstruction, posterior)."""
+        posterior = self.encode(x)
+        z = posterior.sample(generator) if sample_posterior else posterior.mode()
+        return self.decode(z), posterior
+
+
+class KLAutoencoder(Reconstructs, nn.Module):
     """Encoder + 1×1 quant_conv → DiagonalGaussian posterior; 1×1 post_quant_conv + Decoder → image."""
 
     def __init__(self, cfg: AutoencoderConfig):
@@ -192,13 +193,6 @@ class KLAutoencoder(nn.Module):
         """Latents (N, latent_channels, h, w) → images (N, C, h·f, w·f), roughly in [-1, 1] (not clamped)."""
         check_latents(z, self.latent_channels)
         return self.decoder(self.post_quant_conv(z))
-
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """Reconstruct x through a posterior sample (training) or its mean; returns (reconstruction, posterior)."""
-        posterior = self.encode(x)
-        z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(z), posterior
 
     def last_layer_weight(self) -> torch.Tensor:
         """The decoder's final conv weight: the adaptive GAN weight compares loss gradients with respect to it."""

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from largo.errors import LargoError
-from largo.models.autoencoder import DiagonalGaussian, check_images, check_latents
+from largo.models.autoencoder import DiagonalGaussian, Reconstructs, check_images, check_latents
 
 # What a broken folder makes diffusers raise: OSError for missing or unreadable files (corrupt safetensors
 # included), ValueError/KeyError/RuntimeError for configs and weights that do not fit together.
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
-class DiffusersVAE(nn.Module):
+class DiffusersVAE(Reconstructs, nn.Module):
     """Same interface as `KLAutoencoder`: encode(x) → DiagonalGaussian, decode(z) → x, forward, downsample_factor,
     latent_channels, config (a dict) and last_layer_weight().
 
@@ -52,12 +52,6 @@ class DiffusersVAE(nn.Module):
         """Latents (N, latent_channels, h, w) → images (N, C, h·f, w·f), roughly in [-1, 1] (not clamped)."""
         check_latents(z, self.latent_channels)
         return self.vae.decode(z).sample
-
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
-        posterior = self.encode(x)
-        z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(z), posterior
 
     def last_layer_weight(self) -> torch.Tensor:
         return self.vae.decoder.conv_out.weight
