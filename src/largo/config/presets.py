@@ -53,7 +53,9 @@ PRESETS["flowers128"] = {
 PRESETS["flowers128-latent"] = {
     **PRESETS["flowers128"],
     # the released flowers autoencoder by name; `--autoencoder PATH` for another (largo run or diffusers folder)
-    "data": {**PRESETS["flowers128"]["data"], "autoencoder": "autoencoder-flowers128"},
+    # per-channel normalisation: the CPU-trained flowers autoencoder's latent channels have means of -0.25 to +4.6
+    # with std 1.5 to 2.4 (docs/LATENT.md), far from the zero mean that one global 1/std scale assumes
+    "data": {**PRESETS["flowers128"]["data"], "autoencoder": "autoencoder-flowers128", "latent_norm": "channel"},
     # normalised latents are not confined to [-1, 1]: clipping x̂0 there (a pixel-space habit) would distort them
     "sample": {"clip_x0": False},
 }
