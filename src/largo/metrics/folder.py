@@ -62,7 +62,7 @@ def _read(path: Path, channels: int, resolution: int) -> tuple[np.ndarray, bool]
             if resized:
                 img = _resize_crop(img, resolution)
             arr = np.array(img, dtype=np.uint8)  # a writable copy
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise LargoError(f"cannot read image {path}: {e}") from None
     return (arr[:, :, None] if arr.ndim == 2 else arr), resized
 
