@@ -32,7 +32,7 @@ def test_rerank_flags(tmp_path, capsys):
     assert main(["sample", "fashion_mnist-32-cpu", "--classes", "Bag", "--n", "1", "--steps", "2", "--rerank",
                  "classifier", "--candidates", "2", "--out", str(out)]) == 0
     assert "best of 2 by classifier:fashion_mnist-32-critic" in capsys.readouterr().out
-    for flags, needle in ((["--candidates", "0"], "--candidates must be in [1, 64]"),
+    for flags, needle in ((["--candidates", "0"], "--candidates: must be an integer in [1, 64]"),
                           (["--critic", str(tmp_path / "nope")], "no classifier at")):
         code = main(["sample", "fashion_mnist-32-cpu", "--n", "1", "--steps", "2", "--rerank", "classifier",
                      "--out", str(tmp_path / "x"), *flags])

@@ -56,7 +56,7 @@ def test_eval_images_without_inception_weights_runs_offline_metrics(tmp_path, fa
     assert len(lines) == 1 and "--inception-weights" in lines[0] and "hub/checkpoints" in lines[0]
     result = json.loads((tmp_path / "eval" / "samples.json").read_text())
     assert result["n_generated"] == 60 and result["n_reference"] == 300 and result["has_labels"]
-    assert [s["what"] for s in result["skipped"]] == ["inception (FID, KID, IS)"]
+    assert [s["what"] for s in result["skipped"]] == ["inception (FID, KID, IS)", "clip"]  # no weights: said
     assert defaults.INCEPTION_WEIGHTS_FILE in result["skipped"][0]["why"]
     assert list(result["feature_spaces"]) == ["classifier:fashion_mnist-32"]  # the shipped classifier
     space = result["feature_spaces"]["classifier:fashion_mnist-32"]

@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a flag refused with its one line: the code, returned like any other
+        return int(e.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
