@@ -104,6 +104,7 @@ def test_autoencoder_killed_and_resumed_ends_bit_identical(tmp_path, data_root):
 def test_latent_model_trains_samples_evaluates_and_exports(capsys, tmp_path, autoencoder, latent_run):
     meta = json.loads((latent_run / "checkpoints" / "step_00000004" / "meta.json").read_text())
     ae_sha = meta["latent"]["autoencoder"]["sha256"]
+    assert meta["latent"]["autoencoder"]["path"].startswith("/")  # absolute: the run loads from any folder
     assert meta["config"]["model"]["input_size"] == 8 and meta["config"]["model"]["image_channels"] == 2
     assert [r["cache"] for r in _records(latent_run) if r.get("event") == "latents"] == ["miss"]
     # a second run on the same data and autoencoder reads the encoded dataset from the cache

@@ -43,7 +43,7 @@ def is_diffusers_folder(path: Path) -> bool:
 
 def load_autoencoder(source: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
     """A largo autoencoder (run, checkpoint folder or export: EMA weights) or a diffusers AutoencoderKL folder."""
-    path = Path(source)
+    path = Path(source).resolve()  # recorded in latent checkpoints: absolute, so they load from any folder
     if path.is_dir() and is_diffusers_folder(path):
         vae = load_diffusers_vae(path, device)
         weights = next(path / w for w in DIFFUSERS_WEIGHTS if (path / w).is_file())
@@ -51,7 +51,7 @@ def load_autoencoder(source: str | Path, device: torch.device | str = "cpu") -> 
         return Autoencoder(vae.requires_grad_(False), "diffusers", path, weights, sha256_file(weights), c["f"],
                            c["latent_channels"], c["image_channels"], None)
     try:
-        ckpt = resolve_checkpoint(path)
+        ckpt = resolve_checkpoint(source).resolve()
     except LargoError:
         raise LargoError(f"autoencoder {source} not found: give a largo autoencoder run, checkpoint or export, or a "
                          f"diffusers AutoencoderKL folder") from None
