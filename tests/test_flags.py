@@ -2,7 +2,6 @@
 valid range, exit code 2, before anything runs or writes (property-based: hypothesis draws the values)."""
 
 import argparse
-import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
