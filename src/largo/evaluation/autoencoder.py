@@ -18,9 +18,8 @@ from largo.draw.grid import labelled_grid
 from largo.errors import LargoError
 from largo.images import to_float, to_uint8
 from largo.io import atomic_save_image
-from largo.metrics.classifier import load_classifier
-from largo.metrics.evaluate import default_classifier, write_result
-from largo.metrics.features import ClassifierFeatures, extract
+from largo.metrics.evaluate import classifier_space, write_result
+from largo.metrics.features import extract
 from largo.metrics.fid import fd_from_features
 from largo.metrics.inception import InceptionFeatures, find_inception_weights, missing_weights_message
 from largo.runtime import resolve_device
@@ -48,15 +47,6 @@ def reconstruct(ae, images: torch.Tensor, batch_size: int, device: torch.device)
         latents.append(z.float().cpu())
         recon.append(to_uint8(ae.net.decode(z)).cpu())
     return torch.cat(recon), torch.cat(latents)
-
-
-def _classifier_space(dataset: str, resolution: int, classifier: str | None, device: torch.device):
-    """The domain classifier at this resolution, else the shipped one at a lower one on downsampled images."""
-    path = Path(classifier) if classifier else default_classifier(dataset, resolution)[0]
-    if path is None:
-        return None
-    model, config = load_classifier(path, device)
-    return ClassifierFeatures(model, config, device, input_size=resolution)
 
 
 def _pixel_metrics(real: torch.Tensor, recon: torch.Tensor) -> dict:
@@ -101,7 +91,7 @@ def evaluate_autoencoder(source: str | Path, split: str = "test", n: int = 0, ba
                     "scale_factor": 1.0 / float(latents.std())},
         "skipped": [],
     }
-    space = _classifier_space(dataset, resolution, classifier, dev)
+    space = classifier_space(dataset, resolution, classifier, dev)
     if space is None:
         result["skipped"].append(f"rFD skipped: no domain classifier for {dataset} at {resolution} px or below")
     else:

@@ -8,8 +8,7 @@ import torch
 
 from largo.errors import LargoError
 from largo.images import to_uint8
-from largo.metrics.classifier import load_classifier
-from largo.metrics.evaluate import default_classifier
+from largo.metrics.evaluate import classifier_space
 from largo.metrics.features import ClassifierFeatures
 from largo.sampling import LoadedModel, SamplingOptions, reverse_trajectory
 
@@ -23,11 +22,9 @@ def recognisability(model: LoadedModel, options: SamplingOptions, per_class: int
     if per_class < 1:
         raise LargoError("--n must be >= 1")
     d = model.cfg.data
-    path = default_classifier(d.dataset, d.resolution)[0]
-    if path is None:
+    space = classifier_space(d.dataset, d.resolution, device=device)
+    if space is None:
         raise LargoError(f"no domain classifier for {d.dataset} at {d.resolution}px to judge the images")
-    classifier, config = load_classifier(path, device)
-    space = ClassifierFeatures(classifier, config, device, input_size=d.resolution)
     labels = torch.arange(k).repeat(per_class)
     hits_xt: list[int] = []
     hits_x0: list[int] = []

@@ -106,6 +106,17 @@ def default_classifier(dataset: str, resolution: int) -> tuple[Path | None, int 
     return None, None
 
 
+def classifier_space(dataset: str, resolution: int, classifier: str | Path | None = None,
+                     device: str | torch.device = "cpu") -> ClassifierFeatures | None:
+    """The feature space of `classifier` (default: `default_classifier`), downsampling images to its resolution
+    when that is lower; None when there is no classifier."""
+    path = Path(classifier) if classifier else default_classifier(dataset, resolution)[0]
+    if path is None:
+        return None
+    model, config = load_classifier(path, device)
+    return ClassifierFeatures(model, config, device, input_size=resolution)
+
+
 def build_feature_spaces(ref: Reference, classifier: str | None = None, inception_weights: str | None = None,
                          use_classifier: bool = True, use_inception: bool = True, device: str = "cpu",
                          skipped: list[dict] | None = None) -> list[FeatureSpace]:
