@@ -203,6 +203,7 @@ def sample(
     ddpm_variance: str = "beta_tilde",
     progress: bool = False,
     clip_x0: bool = False,
+    callback: Callable[[int, int], None] | None = None,
 ) -> Tensor | tuple[Tensor, list[dict]]:
     """Generate a (B, C, H, W) float32 batch (nominally in [-1, 1], not clamped).
 
@@ -213,6 +214,7 @@ def sample(
     seeds: one per image (default range(B)); image i's initial and step noise come only from seeds[i].
     Trajectory: one dict per step, {"t": float timestep, "x_t": state at the start of the step (VP scale),
     "x0_hat": the x0 estimate made there}, CPU float32.
+    callback(done, total) runs after each step (progress; an exception raised there stops sampling: cancelling).
     """
     _check_args(denoiser, sampler, steps, eta, spacing, ddpm_variance)
     b = int(shape[0])
@@ -242,6 +244,8 @@ def sample(
         if return_trajectory:
             trajectory.append(_record(run, i, x, x0_hat))
         x = x_next
+        if callback is not None:
+            callback(i + 1, run.n)
     out = x.to(torch.float32)
     return (out, trajectory) if return_trajectory else out
 

@@ -3,6 +3,8 @@ training's sample grids), and the reverse trajectory of a few samples for pictur
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 from PIL import Image
@@ -34,12 +36,14 @@ def image_shape(cfg: RunConfig) -> tuple[int, int, int]:
 def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None,
                     options: SamplingOptions | None = None, *, batch_size: int = 64,
                     device: torch.device | str | None = None, progress: bool = False,
-                    dist_info: DistInfo | None = None, latent: LatentSpace | None = None, **overrides) -> torch.Tensor:
+                    dist_info: DistInfo | None = None, latent: LatentSpace | None = None,
+                    callback: Callable[[int, int], None] | None = None, **overrides) -> torch.Tensor:
     """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
     depend on the batch size or on how many processes share the work. `options` (or keyword `overrides` such
     as steps=10, resolved against `cfg.sample`) say how to sample. With `dist_info` of several processes, rank r
     draws images r, r+W, … and every rank returns all N images in order (no image drawn twice, none missing).
-    A latent model (`latent`, its latent space) samples latents and hands out their decoded pixels."""
+    A latent model (`latent`, its latent space) samples latents and hands out their decoded pixels.
+    `callback(done, total)` follows the sampler's steps over all batches (one process; raising there stops)."""
     options = options or SamplingOptions.resolve(cfg, **overrides)
     seeds = list(range(len(labels))) if seeds is None else list(seeds)
     if len(seeds) != len(labels):
@@ -51,12 +55,14 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
     denoiser = make_denoiser(net, cfg, options)
     amp = sampling_autocast(device, options.precision)
     out = []
-    for i in range(0, len(labels), batch_size):
+    batches = -(-len(labels) // batch_size)
+    for b, i in enumerate(range(0, len(labels), batch_size)):
         y = labels[i:i + batch_size].to(device)
+        step = None if callback is None else lambda done, n, b=b: callback(b * n + done, batches * n)
         with amp:
             x = sample(denoiser, (len(y), *image_shape(cfg)), y, sampler=options.sampler, steps=options.steps,
                        eta=options.eta, spacing=options.spacing, seeds=seeds[i:i + batch_size], device=device,
-                       progress=progress, clip_x0=options.clip_x0)
+                       progress=progress, clip_x0=options.clip_x0, callback=step)
         out.append(to_uint8(latent.decode(x, batch_size) if latent is not None else x).cpu())
     return torch.cat(out)
 

@@ -1,0 +1,207 @@
+"""The FastAPI app of `largo serve`: one static page and a small JSON API over the listed models and the job queue.
+
+Safety: a request names a model only by an id the server listed (looked up in a dict; no path from a request is
+ever opened), every number is bounded, every refusal is a 4xx whose `detail` is one line, and nothing is written
+to disk (images, trajectories and zips live in memory)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Annotated
+
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from largo.errors import LargoError
+from largo.serve.catalog import ModelCache, ModelEntry
+from largo.serve.generation import Plan, image_name, run_generation, trajectory_strip, zip_bytes
+from largo.serve.jobs import Job, JobQueue, QueueFull
+from largo.sampling import SamplingOptions
+from largo.version import __version__
+
+MAX_PER_CLASS = 16
+MAX_IMAGES = 64
+MAX_STEPS = 1000
+MAX_CFG = 20.0
+MAX_SEED = 2**31 - 1
+BATCH_IMAGES = 8  # images per batch, at least one class's row: the grid fills batch by batch
+TRAJECTORY_TIMEOUT_S = 600
+STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+
+
+class GenerateRequest(BaseModel):
+    """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    classes: Annotated[list[Annotated[int, Field(ge=0, le=100_000)]], Field(min_length=1, max_length=MAX_IMAGES)]
+    per_class: Annotated[int, Field(ge=1, le=MAX_PER_CLASS)] = 4
+    sampler: Annotated[str, Field(max_length=20)] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
+    cfg: Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)] | None = None
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    """The first problem of a refused request as one line: `field: what is wrong`."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    e = errors[0]
+    if e.get("type") == "json_invalid":
+        return "the request body is not valid JSON"
+    loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _one_line(f"{loc or 'request body'}: {e.get('msg', 'invalid value')}{more}")
+
+
+def _refuse(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=_one_line(message))
+
+
+def _plan(req: GenerateRequest, models: dict[str, ModelEntry]) -> Plan:
+    """Check a request against the listed models and its model's config; a refusal is a one-line 4xx."""
+    entry = models.get(req.model)
+    if entry is None:
+        raise _refuse(404, f"unknown model {req.model[:80]!r}; GET /api/models lists the ones this server offers")
+    n_classes = len(entry.class_names)
+    bad = [c for c in req.classes if c >= n_classes]
+    if bad:
+        raise _refuse(422, f"classes: {bad[0]} is not a class of {entry.id} (it has classes 0..{n_classes - 1})")
+    total = len(req.classes) * req.per_class
+    if total > MAX_IMAGES:
+        raise _refuse(422, f"{len(req.classes)} classes x {req.per_class} per class = {total} images; "
+                           f"at most {MAX_IMAGES} per generation")
+    try:
+        options = SamplingOptions.resolve(entry.cfg, sampler=req.sampler, steps=req.steps,
+                                          cfg_scale=req.cfg, label=lambda f: {"sample_steps": "steps"}.get(f, f))
+    except LargoError as e:
+        raise _refuse(422, str(e)) from None
+    labels = [c for c in req.classes for _ in range(req.per_class)] if entry.cfg.model.num_classes else \
+        [0] * total
+    batch = req.per_class * max(1, BATCH_IMAGES // req.per_class)
+    return Plan(entry, labels, [req.seed + i for i in range(total)], options, batch)
+
+
+def _job_view(job: Job, jobs: JobQueue) -> dict:
+    base = f"/api/jobs/{job.id}"
+    images = [{k: v for k, v in r.items() if k not in ("png", "trajectory")}
+              | {"url": f"{base}/images/{r['index']}", "trajectory_url": f"{base}/images/{r['index']}/trajectory"}
+              for r in list(job.images)]
+    return {"id": job.id, "status": job.status, "position": jobs.position(job), "done": job.done,
+            "total": job.total, "expected": len(job.plan.labels), "images": images, "error": job.error,
+            "download_url": f"{base}/download"}
+
+
+def _static(name: str) -> str:
+    return (files("largo.serve") / "static" / name).read_text(encoding="utf-8")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_line(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(f"internal error: {type(exc).__name__}: {exc}")}, status_code=500)
+
+
+# long function: the routes share the app's state through this closure, one short handler each
+def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu",
+               jobs: JobQueue | None = None) -> FastAPI:
+    """The app over `models` (id → entry, from `catalog.discover`), sampling on `device`."""
+    app = FastAPI(title="largo serve", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    cache = ModelCache(torch.device(device))
+    jobs = jobs or JobQueue()
+    app.state.jobs, app.state.cache, app.state.models = jobs, cache, models
+    page = {name: _static(name) for name in ("index.html", *STATIC)}
+    _install_error_handlers(app)
+
+    def find_job(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise _refuse(404, f"unknown job {job_id[:40]!r} (jobs are kept in memory until the server stops)")
+        return job
+
+    def find_image(job: Job, k: int) -> dict:
+        arrived = list(job.images)
+        if not 0 <= k < len(arrived):
+            raise _refuse(404, f"job {job.id} has no image {k} (it has {len(arrived)} so far)")
+        return arrived[k]
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page["index.html"])
+
+    @app.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:  # a fixed set of files read at start-up; a request never names a path
+            raise _refuse(404, f"no static file {name[:40]!r}")
+        return Response(page[name], media_type=STATIC[name])
+
+    @app.get("/api/models")
+    def list_models() -> dict:
+        return {"models": [e.describe() for e in models.values()], "device": str(cache.device),
+                "limits": {"per_class": MAX_PER_CLASS, "images": MAX_IMAGES, "steps": MAX_STEPS, "cfg": MAX_CFG,
+                           "seed": MAX_SEED}, "version": __version__}
+
+    @app.post("/api/generate")
+    def generate(req: GenerateRequest) -> dict:
+        plan = _plan(req, models)
+        try:
+            job = jobs.submit(req.model_dump(), lambda j: run_generation(j, plan, cache), plan=plan)
+        except QueueFull as e:
+            raise _refuse(429, str(e)) from None
+        return {"job": job.id, "position": jobs.position(job), "images": len(plan.labels),
+                "status_url": f"/api/jobs/{job.id}"}
+
+    @app.get("/api/jobs/{job_id}")
+    def job_status(job_id: str) -> dict:
+        return _job_view(find_job(job_id), jobs)
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel(job_id: str) -> dict:
+        job = find_job(job_id)
+        jobs.cancel(job)
+        return {"id": job.id, "status": job.status}
+
+    @app.get("/api/jobs/{job_id}/images/{k}")
+    def image(job_id: str, k: int, download: bool = False) -> Response:
+        record = find_image(find_job(job_id), k)
+        headers = {"Content-Disposition": f'attachment; filename="{image_name(record)}"'} if download else {}
+        return Response(record["png"], media_type="image/png", headers=headers)
+
+    @app.get("/api/jobs/{job_id}/images/{k}/trajectory")
+    def trajectory(job_id: str, k: int) -> Response:
+        job = find_job(job_id)
+        record = find_image(job, k)
+        if "trajectory" not in record:
+            try:
+                record["trajectory"] = jobs.call(lambda: trajectory_strip(job.plan, k, cache), TRAJECTORY_TIMEOUT_S)
+            except TimeoutError:
+                raise _refuse(503, "the server is busy; try the trajectory again later") from None
+        return Response(record["trajectory"], media_type="image/png")
+
+    @app.get("/api/jobs/{job_id}/download")
+    def download(job_id: str) -> Response:
+        job = find_job(job_id)
+        if not job.images:
+            raise _refuse(409, f"job {job.id} has no images yet")
+        return Response(zip_bytes(job), media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="largo-{job.id}.zip"'})
+
+    return app
