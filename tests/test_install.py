@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ def test_wheel_installs_into_a_fresh_venv_and_samples_from_anywhere(tmp_path):
                     str(wheels), str(ROOT)], check=True, cwd=tmp_path)
     wheel = next(wheels.glob("largo-*.whl"))
     assert wheel.stat().st_size < 2_000_000, "the wheel must not carry checkpoints or data"
+    with zipfile.ZipFile(wheel) as z:  # package data: the page of `largo serve`
+        assert {f"largo/serve/static/{f}" for f in ("index.html", "app.js", "app.css")} <= set(z.namelist())
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], check=True)

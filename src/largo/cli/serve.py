@@ -52,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
         server.serve(app, args.host, args.port)
     finally:
         app.state.jobs.close()
+    print("largo serve: stopped")
     return 0

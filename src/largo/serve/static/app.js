@@ -118,9 +118,11 @@ async function generate(ev) {
   state.job = started.job;
   state.shown = 0;
   $("grid").replaceChildren();
-  $("grid").style.gridTemplateColumns = `repeat(${Math.max(Number($("per-class").value), 4)}, 112px)`;
+  const per = Number($("per-class").value);  // a row per class; small counts share a row
+  $("grid").style.gridTemplateColumns = `repeat(${per >= 3 ? per : per * Math.floor(4 / per)}, 112px)`;
   $("trajectory").hidden = true;
   $("download").hidden = true;
+  $("verdict-note").hidden = true;
   $("generate").disabled = true;
   $("cancel").disabled = false;
   $("progress").value = 0;
@@ -165,12 +167,18 @@ function addFigure(image) {
   img.src = image.url;
   img.alt = `${image.class}, seed ${image.seed}`;
   const cap = document.createElement("figcaption");
-  cap.append(`${image.class} · seed ${image.seed}`);
+  const name = document.createElement("div");
+  name.className = "name";
+  name.textContent = image.class;
+  name.title = image.class;
+  cap.append(name, `seed ${image.seed}`);
   if (image.verdict) {
     const v = document.createElement("div");
     v.className = image.verdict.class === image.class ? "ok verdict" : "other verdict";
-    v.textContent = `classifier: ${image.verdict.class} ${Math.round(image.verdict.confidence * 100)}%`;
+    v.textContent = `${image.verdict.class === image.class ? "✓" : "✗"} ${image.verdict.class} ` +
+      `${Math.round(image.verdict.confidence * 100)}%`;
     v.title = "the domain classifier's top class and its confidence";
+    $("verdict-note").hidden = false;
     cap.append(v);
   }
   fig.append(img, cap);
@@ -198,7 +206,8 @@ async function init() {
   try { data = await api("GET", "/api/models"); } catch (e) { showError(e.message); return; }
   state.models = data.models;
   state.limits = data.limits;
-  $("server-info").textContent = `largo ${data.version} · ${data.device} · ${data.models.length} models`;
+  const n = data.models.length;
+  $("server-info").textContent = `largo ${data.version} · ${data.device} · ${n} model${n === 1 ? "" : "s"}`;
   if (!data.models.length) { showError("no models found: pass --checkpoints or --runs"); $("generate").disabled = true; return; }
   $("model").replaceChildren(...data.models.map((m) => new Option(m.id, m.id)));
   $("model").onchange = () => chooseModel($("model").value);

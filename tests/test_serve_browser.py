@@ -1,0 +1,78 @@
+"""`largo serve` in a real browser: headless Chromium (the Debian package, as .ci/run installs it) driven by
+Playwright opens the page, picks a class by typing its name, generates with a tiny model, sees the images arrive
+and decode, clicks one for its reverse trajectory, and keeps a screenshot. Skips when Chromium or Playwright is
+missing."""
+
+import shutil
+import threading
+
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+pytest.importorskip("fastapi")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+from largo.serve.app import create_app  # noqa: E402
+from largo.serve.catalog import discover  # noqa: E402
+from largo.serve.server import background  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def server(train_tiny):
+    run = train_tiny("serve-browser-run")
+    app = create_app(discover(None, [str(run)], released=False), "cpu")
+    with background(app) as url:
+        yield url, run.name
+    app.state.jobs.close()
+
+
+def _decoded(page, selector: str) -> list[int]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+
+
+def test_pick_a_class_generate_and_open_a_trajectory(server, tmp_path):
+    url, model_id = server
+    assert threading.current_thread() is threading.main_thread()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: None if r.url.startswith(url) else errors.append(f"left the machine: {r.url}"))
+            page.goto(url)
+            page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+            assert page.input_value("#model") == model_id
+            page.fill("#class-search", "sneak")
+            page.wait_for_selector("#class-options li")
+            assert page.inner_text("#class-options li.active") == "Sneaker"
+            page.press("#class-search", "Enter")
+            page.fill("#class-search", "boot")
+            page.click("#class-options li >> text=Ankle boot")
+            assert page.inner_text("#chips").replace("×", "").split() == ["Sneaker", "Ankle", "boot"]
+            page.fill("#per-class", "3")
+            page.fill("#steps", "4")
+            page.fill("#seed", "7")
+            page.click("#generate")
+            page.wait_for_function("document.querySelectorAll('#grid figure img').length === 6 && "
+                                   "/^done/.test(document.querySelector('#status').textContent)", timeout=60_000)
+            page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete)")
+            assert _decoded(page, "#grid img") == [16] * 6  # every PNG decoded, at the model's 16 px
+            captions = page.eval_on_selector_all("#grid figcaption", "els => els.map(e => e.innerText)")
+            assert captions[0].startswith("Sneaker\nseed 7") and captions[5].startswith("Ankle boot\nseed 12")
+            assert not page.is_hidden("#download")
+            page.click("#grid figure:nth-child(4)")
+            page.wait_for_function("document.querySelector('#trajectory-img').complete && "
+                                   "document.querySelector('#trajectory-img').naturalWidth > 0", timeout=60_000)
+            assert page.is_visible("#trajectory") and "Ankle boot, seed 10" in page.inner_text("#trajectory-caption")
+            assert _decoded(page, "#trajectory-img")[0] > 16 * 5  # a strip of several steps
+            shot = tmp_path / "serve.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert not errors, errors
+            assert page.is_hidden("#error")
+        finally:
+            browser.close()
+    assert shot.read_bytes()[:8] == PNG_SIGNATURE and shot.stat().st_size > 10_000
