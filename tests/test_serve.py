@@ -138,6 +138,7 @@ BAD_REQUESTS = [
     ([1, 2], 422, "request body:"),
     ("not json{", 422, "not valid JSON"),
     ("", 422, "request body:"),
+    ('{"model": "study/tiny", "classes": [0], "x": "' + "a" * 100_000 + '"}', 413, "at most 65536 bytes"),
 ]
 
 

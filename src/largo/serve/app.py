@@ -31,6 +31,7 @@ MAX_SEED = 2**31 - 1
 BATCH_IMAGES = 8  # images per batch, at least one class's row: the grid fills batch by batch
 TRAJECTORY_TIMEOUT_S = 600
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+MAX_BODY_BYTES = 64 * 1024  # a generation request is a few hundred bytes
 
 
 class GenerateRequest(BaseModel):
@@ -114,6 +115,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next):
+        size = request.headers.get("content-length", "0")
+        if not size.isdigit() or int(size) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"the request body must be at most {MAX_BODY_BYTES} bytes"},
+                                status_code=413)
+        return await call_next(request)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
