@@ -83,7 +83,8 @@ def runs(tmp_path_factory):
     out = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(trainer_mod, "load_images", _synthetic)
-        for name, train in {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"precision": "bf16"}}.items():
+        for name, train in {"fp32": {"precision": "fp32"}, "channels_last": {"channels_last": True, "precision": "fp32"},
+                            "bf16": {"precision": "bf16"}}.items():
             cfg = tiny_config(device="cpu", **train)
             cfg.model = dataclasses.replace(cfg.model, dropout=0.0)
             tr = trainer_mod.Trainer(cfg, tmp_path_factory.mktemp(name), progress=False)
@@ -171,3 +172,32 @@ def test_unsupported_precision_or_compile_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(LargoError, match="needs a C\\+\\+ compiler"):
         check_compile(torch.device("cpu"))
+
+
+def test_auto_precision_on_the_cpu_follows_its_bf16_units(monkeypatch):
+    """`auto` trains in bf16 on CPUs with native bf16 (AMX / AVX512-BF16, where it is faster) and fp32 elsewhere,
+    and the run's first line says which and why."""
+    import largo.runtime.precision as precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",))
+    assert precision.resolve_precision("auto", cpu) == torch.bfloat16
+    assert precision.describe_precision(torch.bfloat16, cpu) == "bf16; CPU bf16 units: avx512_bf16"
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ())
+    assert precision.resolve_precision("auto", cpu) == torch.float32
+    assert precision.describe_precision(torch.float32, cpu) == "fp32; CPU bf16 units: none"
+    assert precision.resolve_precision("bf16", cpu) == torch.bfloat16  # an explicit choice is kept
+    assert precision.resolve_precision("fp32", cpu) == torch.float32
+
+
+def test_cpu_bf16_features_match_what_linux_reports():
+    import platform
+    from pathlib import Path
+
+    from largo.runtime.precision import NATIVE_BF16_FLAGS, cpu_bf16_features
+
+    found = cpu_bf16_features()
+    assert set(found) <= set(NATIVE_BF16_FLAGS)
+    if platform.system() == "Linux" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        assert set(found) == {f for f in NATIVE_BF16_FLAGS if f in flags.split()}

@@ -73,3 +73,27 @@ def test_sampling_is_reproducible_and_independent_of_batch_size(uninterrupted):
     a = generate_images(net, cfg, labels, [5, 6, 7, 8], sampler="ddim", steps=4, batch_size=4)
     b = generate_images(net, cfg, labels, [5, 6, 7, 8], sampler="ddim", steps=4, batch_size=3)
     assert torch.equal(a, b)
+
+
+def test_cosine_lr_ends_with_the_time_budget(monkeypatch):
+    """Under a time budget the cosine decay reaches zero where the budget runs out (estimated from the speed so
+    far), not at a step count the budget never reaches; without a budget it ends at `steps`."""
+    import largo.train.schedule as schedule
+
+    clock = [1000.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    s = schedule.LRSchedule(1e-3, warmup=10, kind="cosine", total_steps=100_000)
+    assert s.lr_at(0) == pytest.approx(1e-4) and s.lr_at(9) == pytest.approx(1e-3, rel=1e-6)
+    s.start_budget(0, deadline=1100.0)  # 100 s
+    for step in range(1, 41):  # 2 steps per second
+        clock[0] += 0.5
+        s.observe(step)
+    assert s.horizon == 40 + 2 * 80  # 80 s left at 2 steps/s
+    assert s.lr_at(100) == pytest.approx(0.5e-3, rel=1e-6)  # halfway
+    assert s.lr_at(200) == 0.0 and s.lr_at(250) == 0.0
+    fixed = schedule.LRSchedule(1e-3, warmup=0, kind="cosine", total_steps=400)
+    fixed.start_budget(0, deadline=float("inf"))
+    fixed.observe(300)
+    assert fixed.horizon == 400 and fixed.lr_at(200) == pytest.approx(0.5e-3)
+    constant = schedule.LRSchedule(1e-3, warmup=0, kind="constant", total_steps=400)
+    assert constant.lr_at(399) == 1e-3

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=int, default=None, help="default 256")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate of the one-cycle schedule (default 3e-3)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--arch", default="preact-resnet-gn",
+                   help="preact-resnet-gn (default) | vgg-bn (plain conv + BatchNorm + max-pooling: a second, "
+                        "independent judge)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--data-root", default="", help="dataset root (default: ../shared/data or the cache)")
     t.add_argument("--limit", type=int, default=0, help="train on the first N training images only (tests)")
@@ -47,7 +50,8 @@ def run_train(args: argparse.Namespace) -> int:
     from largo.runtime import resolve_device
 
     req = ClassifierRequest(dataset=args.dataset, resolution=args.resolution, out=args.out, epochs=args.epochs,
-                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, arch=args.arch,
+                            device=args.device,
                             data_root=args.data_root, limit=args.limit, test_limit=args.test_limit)
     r, out = train_domain_classifier(req, resolve_device(args.device), log=lambda s: print(f"largo: {s}", flush=True))
     print(f"largo: test accuracy {r.test_accuracy:.4f} on {sum(x['n'] for x in r.per_class)} "

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default="", help="dataset root (default: ../shared/data when present)")
     p.add_argument("--device", default="auto")
     p.add_argument("--per-class", type=int, default=8, help="images per class in the grid")
-    p.add_argument("--check-per-class", type=int, default=20, help="samples per class the classifier checks")
+    p.add_argument("--check-per-class", type=int, default=30, help="samples per class the classifier checks")
     p.add_argument("--flowers", action="store_true",
                    help="instead of training, draw flowers from the released flowers102-64 checkpoint on this "
                         "machine (one row per class)")

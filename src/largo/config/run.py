@@ -84,7 +84,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 2e-4
     lr_warmup: int = 0  # linear warm-up steps
-    lr_schedule: str = "constant"  # constant | cosine
+    lr_schedule: str = "constant"  # constant | cosine (to zero at `steps`, or where max_minutes runs out first)
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     ema_decay: float = 0.9999

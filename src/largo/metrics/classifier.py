@@ -1,4 +1,5 @@
-"""Domain classifiers: a small pre-activation ResNet trained on a dataset's real training split. It needs no
+"""Domain classifiers: a small pre-activation ResNet (or, as a second opinion of another architecture, a plain
+VGG-style network with BatchNorm and max-pooling) trained on a dataset's real training split. It needs no
 download, so `largo eval` always has a feature space: label accuracy of conditional samples, and FD / KID /
 precision-recall on its penultimate (globally pooled) features.
 
@@ -22,6 +23,9 @@ from largo.metrics import defaults
 
 FORMAT = "largo-classifier"
 FORMAT_VERSION = 1
+# The architectures a classifier can have: the default, and a plain one for an independent second judge (no
+# residuals, BatchNorm instead of GroupNorm, ReLU instead of SiLU, max-pooling instead of strided convolutions).
+ARCHITECTURES = ("preact-resnet-gn", "vgg-bn")
 
 
 @dataclass
@@ -53,17 +57,36 @@ class _Block(nn.Module):
         return h + self.skip(x)
 
 
+class _VGGStage(nn.Module):
+    def __init__(self, cin: int, cout: int, pool: bool) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                  nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.pool(x))
+
+
 class DomainClassifier(nn.Module):
     """uint8 (or [-1, 1] float) images → logits; `features()` gives the pooled penultimate vector."""
 
     def __init__(self, arch: ClassifierArch) -> None:
         super().__init__()
+        if arch.name not in ARCHITECTURES:
+            raise LargoError(f"unknown classifier architecture {arch.name!r}; valid: {', '.join(ARCHITECTURES)}")
         self.arch = arch
         w = arch.widths
-        self.stem = nn.Conv2d(arch.in_channels, w[0], 3, 1, 1, bias=False)
-        self.blocks = nn.Sequential(*[_Block(w[max(i - 1, 0)], w[i], 1 if i == 0 else 2, arch.groups)
-                                      for i in range(len(w))])
-        self.norm = nn.GroupNorm(arch.groups, w[-1])
+        if arch.name == "vgg-bn":
+            self.stem = nn.Identity()
+            self.blocks = nn.Sequential(*[_VGGStage(w[i - 1] if i else arch.in_channels, w[i], pool=i > 0)
+                                          for i in range(len(w))])
+            self.norm, self.act = nn.Identity(), nn.Identity()  # the last stage ends in BatchNorm + ReLU
+        else:
+            self.stem = nn.Conv2d(arch.in_channels, w[0], 3, 1, 1, bias=False)
+            self.blocks = nn.Sequential(*[_Block(w[max(i - 1, 0)], w[i], 1 if i == 0 else 2, arch.groups)
+                                          for i in range(len(w))])
+            self.norm, self.act = nn.GroupNorm(arch.groups, w[-1]), nn.SiLU()
         self.head = nn.Linear(w[-1], arch.num_classes)
 
     @staticmethod
@@ -72,13 +95,13 @@ class DomainClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.stem(self.prepare(x)))
-        return F.silu(self.norm(h)).mean(dim=(2, 3))
+        return self.act(self.norm(h)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The output of every residual block (coarser with depth): the layers a perceptual loss compares."""
+        """The output of every block (coarser with depth): the layers a perceptual loss compares."""
         h, maps = self.stem(self.prepare(x)), []
         for block in self.blocks:
             h = block(h)
@@ -160,9 +183,10 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), config
 
 
-def find_classifier(dataset: str, resolution: int) -> Path | None:
-    """The default classifier for a dataset and resolution: in the repository's checkpoints, then the cache."""
-    name = defaults.classifier_dirname(dataset, resolution)
+def find_classifier(dataset: str, resolution: int, variant: str = "") -> Path | None:
+    """The default classifier for a dataset and resolution (`variant` "-vgg": the independent one of another
+    architecture, "-critic": another seed): in the repository's checkpoints, then the cache."""
+    name = defaults.classifier_dirname(dataset, resolution) + variant
     for root in defaults.classifier_search_dirs():
         if (root / name / defaults.CLASSIFIER_CONFIG).is_file():
             return root / name

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from largo.data import load_images
 from largo.errors import LargoError
 from largo.metrics import defaults
-from largo.metrics.classifier import (ClassifierArch, DomainClassifier, accuracy_table, check_classifier,
+from largo.metrics.classifier import (ARCHITECTURES, ClassifierArch, DomainClassifier, accuracy_table, check_classifier,
                                       classifier_outputs, find_classifier, load_classifier, save_classifier)
 from largo.paths import cache_dir
 
@@ -52,7 +52,7 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, tes
                      batch_size: int = defaults.CLASSIFIER_BATCH_SIZE, lr: float = defaults.CLASSIFIER_LR,
                      weight_decay: float = defaults.CLASSIFIER_WEIGHT_DECAY, hflip: bool = True, seed: int = 0,
                      device: str | torch.device = "cpu", widths: tuple[int, ...] = defaults.CLASSIFIER_WIDTHS,
-                     log=print) -> TrainResult:
+                     arch_name: str = ARCHITECTURES[0], log=print) -> TrainResult:
     """AdamW + one-cycle cosine schedule, light augmentation; test accuracy measured after every epoch."""
     if epochs < 1:
         raise LargoError(f"--epochs must be >= 1, got {epochs}")
@@ -61,7 +61,7 @@ def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, tes
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     arch = ClassifierArch(in_channels=int(train_images.shape[1]), num_classes=len(class_names),
-                          resolution=int(train_images.shape[-1]), widths=tuple(widths))
+                          resolution=int(train_images.shape[-1]), widths=tuple(widths), name=arch_name)
     model = DomainClassifier(arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train_labels) / batch_size)
@@ -106,6 +106,7 @@ class ClassifierRequest:
     batch_size: int | None = None
     lr: float | None = None
     seed: int = 0
+    arch: str = ARCHITECTURES[0]
     device: str = "auto"
     data_root: str = ""
     limit: int = 0  # train on the first N training images only (tests)
@@ -115,7 +116,8 @@ class ClassifierRequest:
         """The command line that reproduces this classifier (recorded in its config.json)."""
         parts = ["largo", "classifier", "train", "--dataset", self.dataset, "--resolution", str(self.resolution)]
         for flag, value in (("--out", self.out), ("--epochs", self.epochs), ("--batch-size", self.batch_size),
-                            ("--lr", self.lr), ("--seed", self.seed), ("--device", self.device),
+                            ("--lr", self.lr), ("--seed", self.seed),
+                            ("--arch", None if self.arch == ARCHITECTURES[0] else self.arch), ("--device", self.device),
                             ("--data-root", self.data_root), ("--limit", self.limit),
                             ("--test-limit", self.test_limit)):
             if value not in (None, "", 0):
@@ -134,6 +136,8 @@ def train_domain_classifier(req: ClassifierRequest, device: torch.device, log=pr
     lr = defaults.CLASSIFIER_LR if req.lr is None else req.lr
     if epochs < 1 or batch_size < 1 or lr <= 0 or req.limit < 0 or req.test_limit < 0:
         raise LargoError("--epochs and --batch-size must be >= 1, --lr > 0, --limit/--test-limit >= 0")
+    if req.arch not in ARCHITECTURES:
+        raise LargoError(f"unknown --arch {req.arch!r}; valid: {', '.join(ARCHITECTURES)}")
     if req.resolution < 8:
         raise LargoError("--resolution must be >= 8")
     train = load_images(req.dataset, "train", req.resolution, req.data_root)
@@ -145,7 +149,7 @@ def train_domain_classifier(req: ClassifierRequest, device: torch.device, log=pr
     log(f"training a classifier on {req.dataset} ({len(tr_y)} train / {len(te_y)} test images, {req.resolution}px, "
         f"{len(train.class_names)} classes) on {device}")
     r = train_classifier(tr_x, tr_y, te_x, te_y, list(train.class_names), epochs=epochs, batch_size=batch_size,
-                         lr=lr, hflip=hflip, seed=req.seed, device=device, log=log)
+                         lr=lr, hflip=hflip, seed=req.seed, device=device, arch_name=req.arch, log=log)
     meta = {
         "dataset": req.dataset, "resolution": req.resolution, "class_names": list(train.class_names),
         "test_accuracy": r.test_accuracy, "test_per_class_accuracy": r.per_class,

@@ -9,6 +9,7 @@ from typing import Any
 
 from largo.config import AutoencoderRunConfig, RunConfig, SectionedConfig, check_overrides, field_sections, preset_config, with_overrides
 from largo.errors import LargoError
+from largo.runtime import describe_precision
 from largo.train.trainer import Trainer
 
 RESUMABLE_SECTIONS = ("train", "sample")  # autoencoder runs: "train"  # what may change when a run continues; data/model/diffusion are fixed
@@ -66,7 +67,7 @@ def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bo
     trainer = Trainer(cfg.validate(), run_dir, resume=resume, progress=progress)
     if log:
         what = "an autoencoder on " if trainer.task.kind == "autoencoder" else ""
-        log(f"training {what}{cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({trainer.amp_dtype}), "
+        log(f"training {what}{cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({describe_precision(trainer.amp_dtype, trainer.device)}), "
             f"{sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M parameters, step {trainer.step} → "
             f"{trainer.total_steps}; run: {run_dir}")
     return trainer.fit()

@@ -32,6 +32,7 @@ from largo.train.autoencoder_task import AutoencoderTask
 from largo.train.diffusion_task import DiffusionTask
 from largo.train.ema import EMA
 from largo.train.rng import rng_state, set_rng_state
+from largo.train.schedule import LRSchedule
 from largo.train.runlog import RunLog, log_step
 
 
@@ -81,6 +82,7 @@ class Trainer:
                                   device=self.device, shard=self.dist.shard, flipped=flipped)
         self.step = 0
         self.bad_steps_total = 0
+        self.schedule = LRSchedule(t.lr, t.lr_warmup, t.lr_schedule, self.total_steps)
         self.train_net = self._wrap(self.net)
         self.model_fn = torch.compile(self.train_net) if t.compile else self.train_net
         self.stop_requested = False
@@ -108,17 +110,14 @@ class Trainer:
         return t.steps
 
     def lr_at(self, step: int) -> float:
-        t = self.cfg.train
-        lr = t.lr * min(1.0, (step + 1) / t.lr_warmup) if t.lr_warmup > 0 else t.lr
-        if t.lr_schedule == "cosine":
-            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, self.total_steps))))
-        return lr
+        return self.schedule.lr_at(step)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
                 "stream": self.stream.state_dict(), "rng": rng_state(), "bad_steps_total": self.bad_steps_total,
-                "scaler": self.scaler.state_dict() if self.scaler else None, "task": self.task.state_dict()}
+                "scaler": self.scaler.state_dict() if self.scaler else None, "task": self.task.state_dict(),
+                "lr_horizon": self.schedule.horizon}
 
     def save(self) -> Path | None:
         if not self.dist.is_main:
@@ -148,6 +147,7 @@ class Trainer:
             if self.scaler and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.step = int(state["step"])
+            self.schedule.horizon = int(state.get("lr_horizon", self.total_steps))
             self.ema.updates = int(state["ema_updates"])
             self.bad_steps_total = int(state.get("bad_steps_total", 0))
             self.task.load_state_dict(state.get("task"))
@@ -215,6 +215,7 @@ class Trainer:
         log = RunLog(self.run_dir, self.dist.is_main, self.progress, self.total_steps, self.step, deadline,
                      t.batch_size * t.grad_accum)
         handlers = _install_signal_handlers(self)
+        self.schedule.start_budget(self.step, deadline)
         try:
             stop_reason = self._loop(log, deadline)
         finally:
@@ -236,6 +237,7 @@ class Trainer:
         while self.step < total:
             out_of_time = time.time() >= deadline
             loss, grad_norm, stop = self.train_step(stop=self.stop_requested or out_of_time)
+            self.schedule.observe(self.step)
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 consecutive_bad = 0
                 log.good_step(loss)
@@ -251,7 +253,8 @@ class Trainer:
                 log.window_record(self.step, epoch=round(self.stream.epoch_fraction, 4),
                                   lr=self.lr_at(self.step - 1), grad_norm=grad_norm,
                                   peak_mem_mb=round(peak_memory_mb(self.device), 1),
-                                  ema_decay=self.ema.current_decay(), **self.task.logs)
+                                  ema_decay=self.ema.current_decay(), lr_horizon=self.schedule.horizon,
+                                  **self.task.logs)
             if stop:
                 return "time budget" if out_of_time and not self.stop_requested else "signal"
             if self.step % t.checkpoint_every == 0:
