@@ -57,7 +57,7 @@ def train(a: argparse.Namespace) -> None:
         torch.set_num_threads(a.threads)
     cfg = recipe_config(a)
     out = a.out / a.name
-    snaps = {int(s) for s in a.snapshots.split(",")} | {a.steps}
+    snaps = {int(s) for s in a.snapshots.split(",") if s} | {a.steps}
     trainer = Trainer(cfg, out / "run", progress=False)
     t0, log = time.time(), []
     while trainer.step < a.steps:
