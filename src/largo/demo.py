@@ -54,7 +54,7 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
     log(f"largo demo: done in {(time.time() - t0) / 60:.1f} min. Grid: {grid_path}  Run: {run_dir}")
     log(check["line"])
     return {"run_dir": str(run_dir), "grid": str(grid_path), "accuracy": check.get("sample_accuracy"),
-            "independent_accuracy": check.get("independent_accuracy"), "steps": summary["step"]}
+            "independent_accuracy": check.get("independent_sample_accuracy"), "steps": summary["step"]}
 
 
 def check_with_classifiers(net: torch.nn.Module, cfg: RunConfig, names: list[str], per_class: int,

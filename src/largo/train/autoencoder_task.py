@@ -60,7 +60,7 @@ class AutoencoderTask:
              shard: tuple[int, int]) -> torch.Tensor:
         recon, posterior = model_fn(x)
         loss, self.logs = self.loss_fn.generator_loss(x, recon, posterior, step, unwrap_model(net).last_layer_weight())
-        self._last = (x.detach(), recon.detach())
+        self._last = (x.detach(), recon.detach().float())  # the discriminator runs outside autocast
         return loss
 
     def after_step(self, step: int, dist: DistInfo) -> None:
