@@ -7,6 +7,9 @@ architectures (issue 17, docs/DEMO.md).
         [--base-channels 32] [--seed 0] [--threads 1]
     # score: every snapshot of every run under OUT, each sampling spec, both classifiers
     python benchmarks/demo_recipes.py score --out runs/demo_recipes --n 500 --samplings dpmpp2m:20:3,ddim:20:3:noclip
+    # report: markdown tables of all scores, and the accuracy-against-steps curve of one run
+    python benchmarks/demo_recipes.py report --out runs/demo_recipes --curve base --png docs/demo_curve.png \
+        --mark 1000:"fp32, 9 min" --mark 1450:"bf16, 9 min"
 
 `train` runs the real `Trainer.train_step` for exactly --steps steps (no time budget, so runs compare at the same
 number of images whatever else the machine is doing) and writes OUT/NAME/{settings.json, snap_STEP.safetensors,
@@ -125,6 +128,35 @@ def score_snapshot(cfg: RunConfig, snap: Path, step: int, judges: list, a: argpa
     return {"step": step, "scores": rows}
 
 
+def report(a: argparse.Namespace) -> None:
+    """Markdown tables of every score file under OUT, and the accuracy-against-steps curve of --curve as a PNG."""
+    from largo.draw.plot import BLUE, GREY, ORANGE, Panel, Series, plot
+
+    rows = []
+    for path in sorted(a.out.glob("*/score_*.json")):
+        for row in json.loads(path.read_text())["scores"]:
+            rows.append({"run": path.parent.name, "step": int(json.loads(path.read_text())["step"]), **row})
+    judges = [Path(c).name for c in CLASSIFIERS]
+    print("| run | step | sampling | " + " | ".join(f"{j} accuracy | FD" for j in judges) + " |")
+    print("| --- | --- | --- | " + " | ".join("--- | ---" for _ in judges) + " |")
+    for r in sorted(rows, key=lambda r: (r["run"], r["step"], r.get("spec", ""))):
+        cells = " | ".join(f"{r[j]['accuracy']:.3f} | {r[j]['fd']:.2f}" if j in r else " | " for j in judges)
+        print(f"| {r['run']} | {r['step']} | {r.get('spec', '')} | {cells} |")
+    curve = sorted((r for r in rows if r["run"] == a.curve and r.get("spec") == a.curve_spec), key=lambda r: r["step"])
+    if not curve or not a.png:
+        return
+    steps = [r["step"] for r in curve]
+    series = [Series(steps, [r[j]["accuracy"] for r in curve], color, label=j)
+              for j, color in zip(judges, (BLUE, ORANGE)) if all(j in r for r in curve)]
+    lo = min(min(sr.y) for sr in series)
+    for x, label in a.marks:
+        series.append(Series([x, x], [lo, 1.0], GREY, label=label, width=1.0))
+    series.append(Series([steps[0], steps[-1]], [0.88, 0.88], GREY, label="88 % (issue 17's bar)", width=1.0))
+    panel = Panel(f"{a.curve}: share of {curve[0]['n']} samples recognised ({a.curve_spec})", series,
+                  xlabel="training steps (batch 64)", ylabel="accuracy")
+    plot([panel], (720, 420)).save(a.png)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -149,11 +181,17 @@ def main() -> None:
     s.add_argument("--steps", default="", help="comma-separated snapshot steps (default: all)")
     s.add_argument("--tag", default="", help="suffix of the score files (score_STEP<TAG>.json)")
     s.add_argument("--force", action="store_true", help="re-score snapshots that already have a score")
-    for q in (t, s):
+    r = sub.add_parser("report")
+    r.add_argument("--curve", default="base", help="the run whose snapshots make the curve")
+    r.add_argument("--curve-spec", default="dpmpp2m:20:3")
+    r.add_argument("--png", type=Path, help="write the curve here")
+    r.add_argument("--mark", dest="marks", action="append", default=[], type=lambda v: (int(v.split(":")[0]),
+                   v.split(":", 1)[1]), help="STEP:LABEL, a vertical line (repeatable)")
+    for q in (t, s, r):
         q.add_argument("--out", type=Path, required=True)
         q.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
-    train(a) if a.cmd == "train" else score(a)
+    {"train": train, "score": score, "report": report}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ class TrainConfig:
     ema_warmup: bool = True  # decay_n = min(decay, (1+n)/(10+n)) so early EMA samples are not noise
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto = bf16 on GPUs that support it, fp32 on CPU
+    precision: str = "auto"  # auto = bf16 on GPUs that support it and on CPUs with bf16 units (AMX/AVX512-BF16)
     channels_last: bool = False
     compile: bool = False
     log_every: int = 50
