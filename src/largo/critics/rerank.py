@@ -15,7 +15,7 @@ import torch
 from largo.critics.clip import ClipCritic
 from largo.errors import LargoError
 from largo.metrics import defaults
-from largo.metrics.classifier import check_classifier, classifier_outputs, load_classifier
+from largo.metrics.classifier import check_classifier, classifier_outputs, find_classifier, load_classifier
 from largo.sampling import LoadedModel, SamplingOptions
 
 RERANKERS = ("classifier", "clip")
@@ -37,8 +37,7 @@ class ClassifierCritic:
 
 
 def default_critic_path(dataset: str, resolution: int) -> Path | None:
-    name = defaults.classifier_dirname(dataset, resolution) + "-critic"
-    return next((d / name for d in defaults.classifier_search_dirs() if (d / name / "config.json").is_file()), None)
+    return find_classifier(dataset, resolution, "-critic")
 
 
 class PromptCritic:
