@@ -48,6 +48,15 @@ def recipe_config(a: argparse.Namespace) -> RunConfig:
         if getattr(a, key) is not None:
             train[key] = getattr(a, key)
     cfg.train = dataclasses.replace(cfg.train, **train)
+    for item in a.set:  # SECTION.FIELD=VALUE (JSON value, or a bare string)
+        key, _, raw = item.partition("=")
+        section, _, name = key.partition(".")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        value = tuple(value) if isinstance(value, list) else value
+        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
     if a.loss_weighting:
         cfg.diffusion = dataclasses.replace(cfg.diffusion, loss_weighting=a.loss_weighting)
     if a.base_channels:
@@ -75,6 +84,81 @@ def train(a: argparse.Namespace) -> None:
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
 
 
+# -- the diffusers peer (issue 23): diffusers' own components, trained on largo's data stream -------------------
+def peer_unet(num_classes: int = 10):
+    """The peer's network: a class-conditional `UNet2DModel` of 1.11 M parameters, blocks 32/64/64, one layer a block,
+    attention at the lowest level, a null class for guidance (the class embedding is added to the time embedding)."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), num_class_embeds=num_classes + 1)
+
+
+class PeerNet(torch.nn.Module):
+    """The peer in largo's calling convention `net(x, t, y)`, so largo's samplers and judges score it alike."""
+
+    def __init__(self, unet: torch.nn.Module, num_classes: int = 10):
+        super().__init__()
+        self.unet, self.num_classes = unet, num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, class_labels=y).sample
+
+
+def train_peer(a: argparse.Namespace) -> None:
+    """The peer recipe of issue 23: DDPMScheduler (linear β, v-prediction), AdamW 1e-3 (weight decay 1e-4) with 100
+    warm-up steps, gradient clipping 1, EMAModel (0.999, power 0.75), batch 64, flips, 10 % label dropout."""
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+
+    from largo.data import BatchStream
+    from largo.runtime import autocast
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    out = a.out / a.name
+    out.mkdir(parents=True, exist_ok=True)
+    snaps = {int(s) for s in a.snapshots.split(",") if s} | {a.steps}
+    unet = peer_unet()
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="v_prediction")
+    opt = torch.optim.AdamW(unet.parameters(), lr=a.lr or 1e-3, weight_decay=1e-4)
+    warmup = 100 if a.lr_warmup is None else a.lr_warmup
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    ema = EMAModel(unet.parameters(), decay=a.ema_decay or 0.999, use_ema_warmup=True, power=0.75)
+    batch = a.batch_size or 64
+    stream = BatchStream(load_images("fashion_mnist", "train", 32), batch, hflip=True, seed=a.seed)
+    dtype = torch.bfloat16 if a.precision == "bf16" else None
+    t0, log = time.time(), []
+    for step in range(1, a.steps + 1):
+        x0, y = stream.next()
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (batch,))
+        y = torch.where(torch.rand(batch) < 0.1, torch.full_like(y, 10), y)
+        with autocast(torch.device("cpu"), dtype):
+            pred = unet(sched.add_noise(x0, noise, t), t, class_labels=y).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), sched.get_velocity(x0, noise, t))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        lr_sched.step()
+        ema.step(unet.parameters())
+        if step in snaps:
+            shadow = peer_unet()
+            ema.copy_to(shadow.parameters())
+            save_file({k: v.contiguous() for k, v in shadow.state_dict().items()}, str(out / f"snap_{step}.safetensors"))
+            log.append({"step": step, "seconds": round(time.time() - t0, 1), "loss": float(loss)})
+            print(f"{a.name}: step {step} ({time.time() - t0:.0f} s)", flush=True)
+    cfg = preset_config("demo")
+    cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="v")
+    cfg.model = dataclasses.replace(cfg.model, image_channels=1, num_classes=10, input_size=32)
+    settings = {"name": a.name, "peer": "diffusers", "config": cfg.to_dict(), "threads": torch.get_num_threads(),
+                "train_seconds": round(time.time() - t0, 1), "snapshots": log}
+    (out / "settings.json").write_text(json.dumps(settings, indent=2))
+
+
 def score(a: argparse.Namespace) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -90,6 +174,7 @@ def score(a: argparse.Namespace) -> None:
         if a.only and settings["name"] not in a.only.split(","):
             continue
         cfg = RunConfig.from_dict(settings["config"])
+        cfg.peer = settings.get("peer")
         for snap in sorted(settings_path.parent.glob("snap_*.safetensors"), key=lambda p: int(p.stem[5:])):
             step = int(snap.stem[5:])
             if a.steps and step not in {int(x) for x in a.steps.split(",")}:
@@ -101,8 +186,13 @@ def score(a: argparse.Namespace) -> None:
 
 
 def score_snapshot(cfg: RunConfig, snap: Path, step: int, judges: list, a: argparse.Namespace) -> dict:
-    net = build_unet(cfg.model, cfg.data.resolution)
-    net.load_state_dict(load_file(str(snap)))
+    if getattr(cfg, "peer", None):
+        unet = peer_unet()
+        unet.load_state_dict(load_file(str(snap)))
+        net = PeerNet(unet)
+    else:
+        net = build_unet(cfg.model, cfg.data.resolution)
+        net.load_state_dict(load_file(str(snap)))
     net.eval()
     k = 10
     labels = torch.arange(a.n) % k
@@ -114,6 +204,8 @@ def score_snapshot(cfg: RunConfig, snap: Path, step: int, judges: list, a: argpa
         t0 = time.time()
         images = generate_images(net, cfg, labels, seeds, sampler=sampler, steps=int(steps), cfg_scale=float(w),
                                  clip_x0=clip_x0, batch_size=250, device=torch.device("cpu"))
+        if images.shape[-1] == 28:  # a native 28×28 model: pad as the data pipeline pads the 32×32 judges' data
+            images = torch.nn.functional.pad(images, (2, 2, 2, 2))
         row = {"spec": spec, "sampler": sampler, "steps": int(steps), "cfg": float(w), "clip_x0": clip_x0, "n": a.n,
                "sample_seconds": round(time.time() - t0, 1)}
         for name, clf, real_feats, real_acc in judges:
@@ -161,6 +253,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
+    tp = sub.add_parser("train-peer")
     t.add_argument("--name", required=True)
     t.add_argument("--steps", type=int, default=1400)
     t.add_argument("--snapshots", default="")
@@ -173,6 +266,8 @@ def main() -> None:
     t.add_argument("--loss-weighting")
     t.add_argument("--base-channels", type=int)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="any config field, e.g. diffusion.prediction=edm (repeatable)")
     s = sub.add_parser("score")
     s.add_argument("--n", type=int, default=500)
     s.add_argument("--samplings", default="dpmpp2m:20:3")
@@ -187,11 +282,19 @@ def main() -> None:
     r.add_argument("--png", type=Path, help="write the curve here")
     r.add_argument("--mark", dest="marks", action="append", default=[], type=lambda v: (int(v.split(":")[0]),
                    v.split(":", 1)[1]), help="STEP:LABEL, a vertical line (repeatable)")
-    for q in (t, s, r):
+    for q in (tp,):
+        q.add_argument("--name", required=True)
+        q.add_argument("--steps", type=int, default=600)
+        q.add_argument("--snapshots", default="")
+        q.add_argument("--precision", default="bf16")
+        q.add_argument("--seed", type=int, default=0)
+        for flag, kind in (("--lr", float), ("--lr-warmup", int), ("--ema-decay", float), ("--batch-size", int)):
+            q.add_argument(flag, type=kind)
+    for q in (t, tp, s, r):
         q.add_argument("--out", type=Path, required=True)
         q.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
-    {"train": train, "score": score, "report": report}[a.cmd](a)
+    {"train": train, "train-peer": train_peer, "score": score, "report": report}[a.cmd](a)
 
 
 if __name__ == "__main__":

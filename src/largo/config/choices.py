@@ -1,8 +1,9 @@
 """The names each choice accepts: one list per choice, used by the config, the CLI and the diffusion code."""
 
-SCHEDULES = ("linear", "cosine", "sigmoid")
-PREDICTIONS = ("eps", "x0", "v")
-WEIGHTINGS = ("uniform", "min_snr")
+SCHEDULES = ("linear", "cosine", "sigmoid", "karras")
+PREDICTIONS = ("eps", "x0", "v", "edm")
+WEIGHTINGS = ("uniform", "min_snr", "uncertainty")
+CLASS_EMBEDDINGS = ("concat", "add")
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
 SPACINGS = ("leading", "linspace", "trailing")
 SAMPLE_PRECISIONS = ("auto", "fp32", "bf16")

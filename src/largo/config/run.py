@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from largo.config.checks import check_sampling
-from largo.config.choices import LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
+from largo.config.choices import CLASS_EMBEDDINGS, LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
 from largo.errors import LargoError
 from largo.io import read_json
 
@@ -48,6 +48,10 @@ class ModelConfig:
     attention_resolutions: tuple[int, ...] = (16, 8)
     num_heads: int = 4
     dropout: float = 0.1
+    # How the class reaches the blocks: "concat" = LARGO eq. 12 (class and time embeddings concatenated, then an
+    # MLP mixes them); "add" = a class embedding of the block-embedding width added after the time MLP (ADM,
+    # diffusers' UNet2DModel).
+    class_embedding: str = "concat"
     # Filled from the dataset when a run starts; recorded so a checkpoint rebuilds its network alone.
     image_channels: int = 0  # what the U-Net sees: image channels, or latent channels
     num_classes: int = 0
@@ -57,11 +61,18 @@ class ModelConfig:
 @dataclass
 class DiffusionConfig:
     timesteps: int = 1000
-    schedule: str = "linear"
-    prediction: str = "eps"
-    loss_weighting: str = "uniform"
+    schedule: str = "linear"  # linear | cosine | sigmoid | karras (σ from sigma_min to sigma_max, ρ = 7: EDM's grid)
+    prediction: str = "eps"  # eps | x0 | v | edm (EDM's preconditioned denoiser; trained on log-normal σ)
+    loss_weighting: str = "uniform"  # uniform | min_snr (eps/x0/v) | uncertainty (edm: EDM2's learned u(σ))
     min_snr_gamma: float = 5.0
     p_uncond: float = 0.1  # label dropout to the null class, for classifier-free guidance
+    # EDM (prediction "edm"): the data's standard deviation in the preconditioning, and ln σ ~ N(p_mean, p_std²)
+    sigma_data: float = 0.5
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    # The karras schedule's σ range (Karras et al. 2022, table 1)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
     zero_terminal_snr: bool = False
     # Auxiliary losses on the predicted clean image x̂0 (off by default; docs/STUDIES.md, "auxiliary losses"):
     # perceptual = LPIPS-style distance of x̂0 to x0 in `aux_net`'s features; feature matching = L1 between their raw
@@ -200,6 +211,9 @@ class RunConfig(SectionedConfig):
         _check(dif.loss_weighting in WEIGHTINGS,
                f"unknown loss_weighting {dif.loss_weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         _check(dif.min_snr_gamma > 0, "min_snr_gamma must be > 0")
+        _check(m.class_embedding in CLASS_EMBEDDINGS,
+               f"unknown class_embedding {m.class_embedding!r}; valid: {', '.join(CLASS_EMBEDDINGS)}")
+        check_edm(dif)
         _check(dif.perceptual_weight >= 0 and dif.feature_match_weight >= 0,
                "perceptual_weight and feature_match_weight must be >= 0")
         _check(0 < dif.aux_max_t <= 1, f"aux_max_t must be in (0, 1], got {dif.aux_max_t}")
@@ -210,6 +224,29 @@ class RunConfig(SectionedConfig):
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
         return self
+
+
+def check_edm(dif: DiffusionConfig) -> None:
+    """EDM's settings take effect only with prediction edm, the σ range only with the karras schedule: refuse
+    them elsewhere rather than accept a value that changes nothing."""
+    edm, default = dif.prediction == "edm", DiffusionConfig()
+    _check(dif.sigma_data > 0 and dif.p_std > 0, "sigma_data and p_std must be > 0")
+    _check(0 < dif.sigma_min < dif.sigma_max, "the karras schedule needs 0 < sigma_min < sigma_max")
+    for name in ("sigma_data", "p_mean", "p_std"):
+        _check(edm or getattr(dif, name) == getattr(default, name),
+               f"{name} applies to prediction 'edm' only (this run predicts {dif.prediction!r})")
+    for name in ("sigma_min", "sigma_max"):
+        _check(dif.schedule == "karras" or getattr(dif, name) == getattr(default, name),
+               f"{name} applies to the karras schedule only (this run's schedule is {dif.schedule!r})")
+    if edm:
+        _check(dif.loss_weighting in ("uniform", "uncertainty"),
+               f"loss_weighting {dif.loss_weighting!r} does not apply to prediction 'edm'; valid: uniform (EDM's "
+               "λ(σ)), uncertainty (EDM2's learned weighting)")
+        _check(not dif.zero_terminal_snr, "zero_terminal_snr does not apply to prediction 'edm' (σ stays finite)")
+    else:
+        _check(dif.loss_weighting != "uncertainty", "loss_weighting 'uncertainty' needs prediction 'edm'")
+    _check(not (dif.zero_terminal_snr and dif.schedule == "karras"),
+           "zero_terminal_snr does not apply to the karras schedule (its largest σ is sigma_max)")
 
 
 def check_data(data: DataConfig) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from largo.diffusion import edm
 from largo.diffusion.parameterization import check_prediction, to_eps, to_x0
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
@@ -42,6 +43,8 @@ class Denoiser:
     result converted exactly to ε and x0: at fixed x_t every conversion is affine in the prediction, so this is
     identical to guiding ε, and keeps x0 defined at ᾱ = 0 (zero terminal SNR) for v/x0 networks.
 
+    prediction "edm" (EDM's preconditioned F, `sigma_data` given): the net sees c_in x_σ and c_noise(σ) with
+    σ = σ_t/α_t instead of x_t and t, and x0 = c_skip x_σ + c_out F; guidance mixes F (affine in F as well).
     `cfg_interval=(lo, hi)` applies guidance only where lo ≤ t ≤ hi (timesteps, inclusive); elsewhere the plain
     conditional prediction is used. Labels `None` mean unconditional generation (the null class, no guidance).
     The net is called in its parameter dtype with float32 t; results are float64. The caller puts the net in
@@ -56,6 +59,7 @@ class Denoiser:
         cfg_scale: float = 1.0,
         cfg_interval: tuple[int, int] | None = None,
         num_classes: int | None = None,
+        sigma_data: float | None = None,
     ):
         self.net = net
         self.schedule = schedule
@@ -70,6 +74,9 @@ class Denoiser:
             if not 0 <= lo <= hi:
                 raise LargoError(f"cfg_interval must be (lo, hi) with 0 <= lo <= hi, got {cfg_interval}")
         self.cfg_interval = cfg_interval
+        if self.prediction == "edm" and sigma_data is None:
+            raise LargoError("an EDM network needs its sigma_data (the run config's diffusion.sigma_data)")
+        self.sigma_data = sigma_data
 
     # -- helpers ---------------------------------------------------------------------------------
     def _labels(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
@@ -92,8 +99,12 @@ class Denoiser:
             mask &= (t >= lo) & (t <= hi)
         return mask
 
-    def _net(self, x_t: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        out = self.net(x_t.to(_param_dtype(self.net)), t.to(torch.float32), y)
+    def _net(self, x_t: Tensor, t: Tensor, y: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        dtype = _param_dtype(self.net)
+        if self.prediction == "edm":  # the σ view: x_σ = x_t / α, σ = σ_t / α
+            x_sigma, s = x_t / alpha, (sigma / alpha).reshape(-1)
+            return edm.call_preconditioned(self.net, x_sigma.to(dtype), s, y, self.sigma_data).to(torch.float64)
+        out = self.net(x_t.to(dtype), t.to(torch.float32), y)
         return out.to(torch.float64)
 
     # -- the denoiser ----------------------------------------------------------------------------
@@ -131,14 +142,18 @@ class Denoiser:
 
         guided = self._guided_mask(t, y)
         if self.cfg_scale == 0.0:  # w = 0 is the unconditional model: one pass, null label where guided
-            pred = self._net(x_t, t, torch.where(guided, torch.full_like(y, self.num_classes), y))
+            pred = self._net(x_t, t, torch.where(guided, torch.full_like(y, self.num_classes), y), alpha, sigma)
         elif bool(guided.any()):
             null = torch.full_like(y, self.num_classes)
-            pred_c, pred_u = self._net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+            pred_c, pred_u = self._net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]),
+                                       torch.cat([alpha, alpha]), torch.cat([sigma, sigma])).chunk(2)
             # Mixing in the net's own target equals mixing ε (conversions are affine in the prediction).
             pred = torch.where(guided.reshape(shape), pred_u + self.cfg_scale * (pred_c - pred_u), pred_c)
         else:
-            pred = self._net(x_t, t, y)
+            pred = self._net(x_t, t, y, alpha, sigma)
+        if self.prediction == "edm":
+            x0 = edm.denoised(pred, x_t / alpha, (sigma / alpha).reshape(-1), self.sigma_data)
+            return Denoised(x0=x0, eps=to_eps(x0, "x0", x_t, alpha, sigma), alpha=alpha, sigma=sigma)
         # Both conversions straight from the net's target: exact, and x0 stays defined at α = 0 for v/x0 nets.
         x0 = to_x0(pred, self.prediction, x_t, alpha, sigma)
         eps = to_eps(pred, self.prediction, x_t, alpha, sigma)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from largo.config import WEIGHTINGS, DiffusionConfig
+from largo.diffusion import edm
 from largo.diffusion.parameterization import check_prediction, to_x0, training_target
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
@@ -34,14 +35,18 @@ def min_snr_weight(snr: Tensor, gamma: float, prediction: str) -> Tensor:
 class LossParts:
     """What one loss call drew and predicted, for auxiliary losses on the predicted clean image."""
 
-    t: Tensor  # (B,) int64 timesteps
+    t: Tensor  # (B,) timesteps: int64, or float (the schedule's t of each σ) for EDM
     x0: Tensor  # (B, C, H, W) the clean batch
     x0_hat: Tensor  # (B, C, H, W) float32 estimate of x0 from the prediction (carries the graph)
 
 
 def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig,
-                   shard: tuple[int, int] = (0, 1), parts: bool = False) -> Tensor | tuple[Tensor, LossParts]:
+                   shard: tuple[int, int] = (0, 1), parts: bool = False,
+                   uncertainty: nn.Module | None = None) -> Tensor | tuple[Tensor, LossParts]:
     """Scalar float32 loss: batch mean of the (optionally min-SNR-weighted) per-sample MSE.
+
+    prediction "edm" draws σ instead of t (see `edm_loss`); `uncertainty` is its learned u(σ) when
+    loss_weighting is "uncertainty".
 
     Randomness comes from the GLOBAL torch RNG on x0's device, in this order: t ~ U{0..T-1}, noise ~ N(0, I),
     then (if p_uncond > 0) the label-dropout mask; so restoring the RNG states reproduces a step exactly.
@@ -54,15 +59,14 @@ def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedul
     check_prediction(cfg.prediction)
     if schedule.num_timesteps != cfg.timesteps:
         raise LargoError(f"schedule has {schedule.num_timesteps} steps but the config says {cfg.timesteps}")
+    if cfg.prediction == "edm":
+        return edm_loss(net, x0, y, schedule, cfg, shard, parts, uncertainty)
     b, device = x0.shape[0], x0.device
     rank, world = shard
     n = b * world
     t = torch.randint(0, schedule.num_timesteps, (n,), device=device)[rank::world]
     noise = torch.randn((n, *x0.shape[1:]), device=device, dtype=x0.dtype)[rank::world]
-    y = y.to(device=device, dtype=torch.int64)
-    if cfg.p_uncond > 0:
-        drop = (torch.rand(n, device=device) < cfg.p_uncond)[rank::world]
-        y = torch.where(drop, torch.full_like(y, model_num_classes(net)), y)
+    y = _drop_labels(net, y.to(device), cfg.p_uncond, n, shard)
 
     x_t = schedule.q_sample(x0, t, noise)
     pred = net(x_t, t.to(torch.float32), y)
@@ -82,3 +86,42 @@ def diffusion_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedul
     if not parts:
         return per_sample.mean()
     return per_sample.mean(), LossParts(t, x0, to_x0(pred.float(), cfg.prediction, x_t.float(), alpha, sigma))
+
+
+def _drop_labels(net: nn.Module, y: Tensor, p_uncond: float, n: int, shard: tuple[int, int]) -> Tensor:
+    """Labels with a share p_uncond replaced by the null class (one rand(n) draw when p_uncond > 0)."""
+    rank, world = shard
+    y = y.to(dtype=torch.int64)
+    if p_uncond > 0:
+        drop = (torch.rand(n, device=y.device) < p_uncond)[rank::world]
+        y = torch.where(drop, torch.full_like(y, model_num_classes(net)), y)
+    return y
+
+
+def edm_loss(net: nn.Module, x0: Tensor, y: Tensor, schedule: NoiseSchedule, cfg: DiffusionConfig,
+             shard: tuple[int, int] = (0, 1), parts: bool = False,
+             uncertainty: nn.Module | None = None) -> Tensor | tuple[Tensor, LossParts]:
+    """EDM's loss (NVlabs/edm `EDMLoss`): ln σ ~ N(P_mean, P_std²), x_σ = x0 + σ ε, the preconditioned network's F
+    regressed onto its unit-variance target (EDM's λ(σ) weighting). With `uncertainty` (EDM2) the per-sample
+    loss is ℓ / e^u(σ) + u(σ). Randomness in this order: σ, noise, label dropout; sharded like `diffusion_loss`."""
+    b, device = x0.shape[0], x0.device
+    rank, world = shard
+    n = b * world
+    sigma = edm.training_sigmas(n, cfg.p_mean, cfg.p_std, device)[rank::world]
+    noise = torch.randn((n, *x0.shape[1:]), device=device, dtype=x0.dtype)[rank::world]
+    y = _drop_labels(net, y.to(device), cfg.p_uncond, n, shard)
+    x_sigma = x0 + sigma.reshape(-1, *(1,) * (x0.ndim - 1)).to(x0.dtype) * noise
+    pred = edm.call_preconditioned(net, x_sigma, sigma, y, cfg.sigma_data)
+    per_sample = edm.edm_loss_per_sample(pred, x0, x_sigma, sigma, cfg.sigma_data)
+    if cfg.loss_weighting == "uncertainty":
+        if uncertainty is None:
+            raise LargoError("loss_weighting 'uncertainty' needs the learned u(σ) (edm.UncertaintyWeight)")
+        u = uncertainty(sigma)
+        per_sample = per_sample / u.exp() + u
+    elif cfg.loss_weighting != "uniform":
+        raise LargoError(f"loss_weighting {cfg.loss_weighting!r} does not apply to prediction 'edm'; "
+                         "valid: uniform (EDM's λ(σ)), uncertainty (EDM2)")
+    if not parts:
+        return per_sample.mean()
+    x0_hat = edm.denoised(pred.float(), x_sigma.float(), sigma, cfg.sigma_data)
+    return per_sample.mean(), LossParts(schedule.sigma_to_t(sigma.double()).to(device), x0, x0_hat)

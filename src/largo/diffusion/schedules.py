@@ -49,6 +49,15 @@ def _sigmoid_abar(s: Tensor, start: float = -3.0, end: float = 3.0, tau: float =
     return out.to(torch.float64)
 
 
+def _karras_betas(T: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    # Karras et al. 2022 eq. 5 over the T steps, ascending: σ_i = (σ_min^(1/ρ) + i/(T-1) (σ_max^(1/ρ) - σ_min^(1/ρ)))^ρ
+    # and ᾱ_i = 1 / (1 + σ_i²); a uniform grid in t is then EDM's σ grid, for every sampler.
+    ramp = torch.linspace(0, 1, T, dtype=torch.float64)
+    sigmas = (sigma_min ** (1 / rho) + ramp * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
+    abar = 1.0 / (1.0 + sigmas**2)
+    return 1.0 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
+
+
 def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
     """Lin et al. 2023, algorithm 1: shift/scale sqrt(ᾱ) so that ᾱ_{T-1} = 0 and ᾱ_0 is unchanged."""
     sqrt_abar = torch.cumprod(1.0 - betas, 0).sqrt()
@@ -73,7 +82,9 @@ class NoiseSchedule:
         self.log_snrs = torch.log(self.alphas_cumprod) - torch.log1p(-self.alphas_cumprod)
 
     @classmethod
-    def make(cls, kind: str = "linear", timesteps: int = 1000, zero_terminal_snr: bool = False) -> NoiseSchedule:
+    def make(cls, kind: str = "linear", timesteps: int = 1000, zero_terminal_snr: bool = False,
+             sigma_range: tuple[float, float] = (0.002, 80.0)) -> NoiseSchedule:
+        """`sigma_range` = (σ_min, σ_max) of the karras schedule (ignored by the others)."""
         if timesteps < 2:
             raise LargoError(f"noise schedule: timesteps must be >= 2, got {timesteps}")
         if kind == "linear":
@@ -82,6 +93,8 @@ class NoiseSchedule:
             betas = _betas_from_alpha_bar(_cosine_abar, timesteps)
         elif kind == "sigmoid":
             betas = _betas_from_alpha_bar(_sigmoid_abar, timesteps)
+        elif kind == "karras":
+            betas = _karras_betas(timesteps, *sigma_range)
         else:
             raise LargoError(f"unknown schedule {kind!r}; valid: {', '.join(SCHEDULES)}")
         if zero_terminal_snr:
@@ -91,7 +104,7 @@ class NoiseSchedule:
     @classmethod
     def from_config(cls, cfg: DiffusionConfig) -> NoiseSchedule:
         """The schedule a run was trained with: the one place a schedule is built from a config."""
-        return cls.make(cfg.schedule, cfg.timesteps, cfg.zero_terminal_snr)
+        return cls.make(cfg.schedule, cfg.timesteps, cfg.zero_terminal_snr, (cfg.sigma_min, cfg.sigma_max))
 
     # -- basic quantities ------------------------------------------------------------------------
     @property

@@ -116,9 +116,13 @@ class UNet(nn.Module):
         self.num_classes = cfg.num_classes
         self.base_channels = ch
         self.resolution = resolution
-        # LARGO eq. 12: time and class embeddings are concatenated, then an MLP mixes them.
-        self.class_embed = nn.Embedding(cfg.num_classes + 1, ch) if cfg.num_classes > 0 else None
-        in_emb = 2 * ch if self.class_embed is not None else ch
+        # "concat" (LARGO eq. 12): time and class embeddings are concatenated, then an MLP mixes them; "add" (ADM,
+        # diffusers): a class embedding of the blocks' width is added to the time MLP's output.
+        self.class_embedding = cfg.class_embedding
+        concat = cfg.class_embedding == "concat"
+        self.class_embed = (nn.Embedding(cfg.num_classes + 1, ch if concat else emb_dim)
+                            if cfg.num_classes > 0 else None)
+        in_emb = 2 * ch if self.class_embed is not None and concat else ch
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
 
         def attn(width: int, res: int) -> nn.Module:
@@ -162,11 +166,13 @@ class UNet(nn.Module):
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         emb = timestep_embedding(t, self.base_channels)
-        if self.class_embed is not None:
-            if y is None:
-                y = torch.full_like(t, self.num_classes, dtype=torch.long)
-            emb = torch.cat([emb, self.class_embed(y)], dim=-1)
-        return self.embed_mlp(emb)
+        if self.class_embed is None:
+            return self.embed_mlp(emb)
+        if y is None:
+            y = torch.full_like(t, self.num_classes, dtype=torch.long)
+        if self.class_embedding == "add":
+            return self.embed_mlp(emb) + self.class_embed(y)
+        return self.embed_mlp(torch.cat([emb, self.class_embed(y)], dim=-1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t.to(x.device), y)

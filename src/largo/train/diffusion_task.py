@@ -14,11 +14,13 @@ from largo.autoencoder.latents import LatentSpace, encode_dataset, fit_latent_sp
 from largo.autoencoder.load import load_autoencoder
 from largo.config import RunConfig
 from largo.data import ImageSet
+from largo.diffusion.edm import UncertaintyWeight
 from largo.diffusion.loss import diffusion_loss
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.models import build_unet
 from largo.runtime import DistInfo
+from largo.runtime.distributed import all_reduce_mean
 from largo.sampling import class_grid
 from largo.train.auxiliary import AuxiliaryLoss
 from largo.train.perceptual import load_feature_net
@@ -34,6 +36,11 @@ class DiffusionTask:
         self.logs: dict[str, float] = {}
         self.cache_event: dict | None = None  # latent runs: whether the encoded dataset came from the cache
         self.auxiliary: AuxiliaryLoss | None = None
+        # EDM2's learned u(σ) (loss_weighting "uncertainty"): part of the loss, not of the network, so samplers and
+        # exports never see it; its own Adam at the run's LR, its weights in the training state.
+        self.uncertainty: UncertaintyWeight | None = None
+        self.uncertainty_opt: torch.optim.Optimizer | None = None
+        self._grad_step = -1
 
     def prepare(self, data: ImageSet) -> tuple[ImageSet, torch.Tensor | None]:
         """The training set the stream draws from (images, or normalised latents and their mirror images); fills
@@ -61,6 +68,9 @@ class DiffusionTask:
 
     def setup(self, net: nn.Module, fused: bool) -> None:
         d = self.cfg.diffusion
+        if d.loss_weighting == "uncertainty":
+            self.uncertainty = UncertaintyWeight().to(self.device)
+            self.uncertainty_opt = torch.optim.Adam(self.uncertainty.parameters(), lr=self.cfg.train.lr)
         if d.perceptual_weight or d.feature_match_weight:
             if self.latent is not None:
                 raise LargoError("auxiliary losses compare images: they do not apply to a latent model")
@@ -68,15 +78,25 @@ class DiffusionTask:
 
     def loss(self, model_fn: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int,
              shard: tuple[int, int]) -> torch.Tensor:
+        if self.uncertainty_opt is not None and step != self._grad_step:  # first micro-batch of this step
+            self.uncertainty_opt.zero_grad(set_to_none=True)
+            self._grad_step = step
         if self.auxiliary is None:
-            return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard)
-        loss, parts = diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard, parts=True)
+            return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard,
+                                  uncertainty=self.uncertainty)
+        loss, parts = diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard, parts=True,
+                                     uncertainty=self.uncertainty)
         aux, self.logs = self.auxiliary(parts)
         self.logs["mse"] = float(loss.detach())
         return loss + aux
 
     def after_step(self, step: int, dist: DistInfo) -> None:
-        pass
+        if self.uncertainty_opt is None:
+            return
+        for p in self.uncertainty.parameters():  # every rank takes the same step
+            if p.grad is not None:
+                all_reduce_mean(p.grad, dist)
+        self.uncertainty_opt.step()
 
     def grid(self, ema_net: nn.Module, class_names: list[str]) -> Image.Image:
         s = self.cfg.sample
@@ -102,7 +122,15 @@ class DiffusionTask:
             raise LargoError("cannot resume: the latent normalisation differs from the checkpoint's")
 
     def state_dict(self) -> dict:
-        return {}
+        if self.uncertainty is None:
+            return {}
+        return {"uncertainty": self.uncertainty.state_dict(), "uncertainty_opt": self.uncertainty_opt.state_dict()}
 
     def load_state_dict(self, state: dict | None) -> None:
-        pass
+        if self.uncertainty is None:
+            return
+        if not state or "uncertainty" not in state:
+            raise LargoError("cannot resume: the checkpoint has no learned uncertainty weights (loss_weighting "
+                             "'uncertainty')")
+        self.uncertainty.load_state_dict(state["uncertainty"])
+        self.uncertainty_opt.load_state_dict(state["uncertainty_opt"])
