@@ -143,8 +143,9 @@ def test_diffusers_autoencoder_serves_as_the_latent_space(tmp_path, data_root):
     ae = load_autoencoder(tmp_path / "vae")
     assert (ae.kind, ae.downsample_factor, ae.latent_channels) == ("diffusers", 2, 2)
     run = tmp_path / "run"
+    # f = 2: 16×16 latents, whose U-Net levels are 16 and 8 (LATENT_FLAGS' attention at 4 is for f = 4)
     assert main(["train", *LATENT_FLAGS, "--autoencoder", str(tmp_path / "vae"), "--steps", "2", "--run-dir",
-                 str(run)]) == 0
+                 str(run), "--attention-resolutions", "8"]) == 0
     assert main(["sample", str(run), "--n", "1", "--steps", "2", "--classes", "3", "--out", str(tmp_path / "s")]) == 0
 
 

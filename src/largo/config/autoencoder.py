@@ -113,6 +113,14 @@ class AutoencoderRunConfig(SectionedConfig):
         _check(not self.data.autoencoder, "an autoencoder run trains on pixels: drop --autoencoder")
         self.autoencoder.validate()
         self.loss.validate()
+        loss, off = self.loss, AutoencoderLossConfig()
+        # Settings that another one switches off: accepted, they would silently do nothing.
+        _check(loss.perceptual_net or loss.perceptual_weight == off.perceptual_weight,
+               "perceptual_weight applies only with --perceptual-net classifier:PATH or vgg19:PATH")
+        _check(not loss.perceptual_net or loss.perceptual_weight > 0,
+               "perceptual_net is unused with perceptual_weight 0")
+        _check(loss.disc_weight > 0 or (loss.disc_start, loss.disc_layers) == (off.disc_start, off.disc_layers),
+               "disc_start and disc_layers apply only with disc_weight > 0 (0 = no discriminator)")
         f = self.autoencoder.downsample_factor
         _check(self.data.resolution % f == 0, f"resolution {self.data.resolution} is not divisible by the "
                                               f"autoencoder's downsampling factor {f}")

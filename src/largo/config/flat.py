@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from typing import Any
 
-from largo.config.run import RunConfig, SectionedConfig, coerce_value, field_types
+from largo.config.run import FILLED_FIELDS, RunConfig, SectionedConfig, coerce_value, field_types
 from largo.errors import LargoError
 
 
@@ -25,6 +26,9 @@ def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | N
         if k not in fields or (sections and fields[k][0] not in sections):
             valid = sorted(n for n, (s, _) in fields.items() if not sections or s in sections)
             raise LargoError(f"unknown {where} field {k!r}; valid: {', '.join(valid)}")
+        if k in FILLED_FIELDS:
+            raise LargoError(f"{k} is filled from the dataset (and the autoencoder) when a run starts; it cannot "
+                             f"be set")
         out[k] = coerce_value(k, v, fields[k][1])
     return out
 
@@ -78,5 +82,14 @@ def parse_bool(text: str) -> bool:
 
 
 def _parse_int_tuple(text: str) -> tuple[int, ...]:
+    """'1,2,4' → (1, 2, 4); '' → (); an empty item ('1,,2', '1,') is refused rather than dropped."""
     text = text.strip()
-    return tuple(int(p) for p in text.split(",") if p.strip()) if text else ()
+    if not text:
+        return ()
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}: give integers separated by commas")
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers (e.g. 1,2,4)") from None

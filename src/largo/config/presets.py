@@ -48,7 +48,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # model has two more levels (128 → 64 → 32 → 16) than the latent one needs (32 → 16 → 8 → 4) … see docs/LATENT.md.
 PRESETS["flowers128"] = {
     "data": {"dataset": "flowers102", "resolution": 128, "balanced": True},
-    "model": {"base_channels": 64, "channel_mult": (1, 2, 2, 4), "attention_resolutions": (16, 8)},
+    # 128 → 64 → 32 → 16: attention at 16 only (an 8 here would never be reached; the latent model has one at 8)
+    "model": {"base_channels": 64, "channel_mult": (1, 2, 2, 4), "attention_resolutions": (16,)},
     "diffusion": {"prediction": "v"},
     "train": {"batch_size": 32},
 }
@@ -58,6 +59,7 @@ PRESETS["flowers128-latent"] = {
     # per-channel normalisation: the CPU-trained flowers autoencoder's latent channels have means of -0.25 to +4.6
     # with std 1.5 to 2.4 (docs/LATENT.md), far from the zero mean that one global 1/std scale assumes
     "data": {**PRESETS["flowers128"]["data"], "autoencoder": "autoencoder-flowers128", "latent_norm": "channel"},
+    "model": {**PRESETS["flowers128"]["model"], "attention_resolutions": (16, 8)},  # 32 → 16 → 8 → 4
     # normalised latents are not confined to [-1, 1]: clipping x̂0 there (a pixel-space habit) would distort them
     "sample": {"clip_x0": False},
 }

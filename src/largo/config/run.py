@@ -205,6 +205,7 @@ class RunConfig(SectionedConfig):
         _check(bool(data.autoencoder) or data.resolution % down == 0,
                f"resolution {data.resolution} is not divisible by {down}, which the U-Net's "
                f"{len(m.channel_mult) - 1} downsamplings need (try {max(down, data.resolution // down * down)})")
+        check_attention(m, self.net_size if (m.input_size or not data.autoencoder) else None)
         _check(2 <= dif.timesteps <= 100_000, f"timesteps must be in [2, 100000], got {dif.timesteps}")
         _check(dif.schedule in SCHEDULES, f"unknown schedule {dif.schedule!r}; valid: {', '.join(SCHEDULES)}")
         _check(dif.prediction in PREDICTIONS, f"unknown prediction {dif.prediction!r}; valid: {', '.join(PREDICTIONS)}")
@@ -221,6 +222,7 @@ class RunConfig(SectionedConfig):
         _check(not (dif.perceptual_weight or dif.feature_match_weight) or dif.aux_net,
                "perceptual_weight / feature_match_weight need --aux-net classifier:PATH or vgg19:PATH")
         _check(0.0 <= dif.p_uncond < 1.0, "p_uncond must be in [0, 1)")
+        check_dependents(self)
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
         return self
@@ -254,6 +256,55 @@ def check_data(data: DataConfig) -> None:
     _check(data.bad_images in ("error", "skip"), "bad_images must be 'error' or 'skip'")
     _check(data.imbalance >= 1, "imbalance must be >= 1 (1 = keep every image)")
     _check(data.subset >= 0, "subset must be >= 0 (0 = every image)")
+    folder = data.dataset.startswith("folder:")
+    # Settings that only some datasets use: elsewhere they would be accepted and do nothing.
+    _check(folder or data.bad_images == "error", "bad_images skip applies to folder: datasets only (the "
+                                                 f"{data.dataset} files are read whole or not at all)")
+    _check(not folder or not data.data_root, "data_root is not used by a folder: dataset (its path is the "
+                                             "folder); drop --data-root")
+    _check(not folder or not data.download, "download applies to torchvision datasets, not to a folder: dataset")
+    fixed_split = data.dataset.lower().replace("-", "_") in FIXED_SPLITS
+    _check(not (fixed_split and data.split_seed and data.imbalance == 1 and not data.subset),
+           f"split_seed changes nothing here: {data.dataset} has a fixed train split, and split_seed only seeds "
+           f"the flowers102/folder split, --imbalance and --subset")
+
+
+def check_attention(m: ModelConfig, net_size: int | None) -> None:
+    """attention_resolutions name sides of feature maps the U-Net has (net_size halved at each level);
+    net_size None (a latent run before its autoencoder is read) checks only what needs no size."""
+    res = m.attention_resolutions
+    _check(len(set(res)) == len(res), f"attention_resolutions has a duplicate: {list(res)}")
+    _check(all(r > 0 for r in res), f"attention_resolutions must be positive sides, got {list(res)}")
+    if net_size is None:
+        return
+    sides = [net_size // 2 ** i for i in range(len(m.channel_mult))]
+    never = [r for r in res if r not in sides]
+    _check(not never, f"attention_resolutions {never} are never reached: the U-Net's feature maps are "
+                      f"{', '.join(map(str, sides))} pixels wide (resolution and channel_mult)")
+
+
+def check_dependents(cfg: RunConfig) -> None:
+    """Refuse a value that another setting switches off (it would be accepted and silently do nothing)."""
+    dif, default = cfg.diffusion, DiffusionConfig()
+    aux = dif.perceptual_weight or dif.feature_match_weight
+    _check(dif.loss_weighting == "min_snr" or dif.min_snr_gamma == default.min_snr_gamma,
+           "min_snr_gamma applies only with --loss-weighting min_snr")
+    _check(aux or not dif.aux_net, "aux_net is used only with perceptual_weight or feature_match_weight > 0")
+    _check(aux or (dif.aux_layers == default.aux_layers and dif.aux_max_t == default.aux_max_t),
+           "aux_layers and aux_max_t apply only with perceptual_weight or feature_match_weight > 0")
+    _check(len(set(dif.aux_layers)) == len(dif.aux_layers), f"aux_layers has a duplicate: {list(dif.aux_layers)}")
+    _check(not (aux and cfg.data.autoencoder), "auxiliary losses compare images: they do not apply to a latent "
+                                               "model (drop --perceptual-weight/--feature-match-weight)")
+    _check(cfg.data.autoencoder or cfg.data.latent_norm == DataConfig().latent_norm,
+           "latent_norm applies only to latent runs (--autoencoder)")
+    s, sample_default = cfg.sample, SampleConfig()
+    _check(s.sampler == "ddim" or s.eta == sample_default.eta,
+           f"eta applies only to the ddim sampler (sampler is {s.sampler})")
+    _check(s.sampler not in CONTINUOUS_SAMPLERS or s.spacing == sample_default.spacing,
+           f"spacing applies only to the discrete samplers: {s.sampler} walks Karras sigmas")
+    _check(dif.p_uncond > 0 or cfg.sample.cfg == 1,
+           f"p_uncond 0 trains no unconditional model, which guidance (cfg {cfg.sample.cfg:g}) needs: set --cfg 1 "
+           f"or --p-uncond > 0")
 
 
 def check_train(t: TrainConfig) -> None:
@@ -262,6 +313,8 @@ def check_train(t: TrainConfig) -> None:
     _check(t.batch_size >= 1 and t.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
     _check(t.lr > 0, "lr must be > 0")
     _check(t.lr_warmup >= 0, "lr_warmup must be >= 0")
+    _check(t.lr_warmup != 1, "lr_warmup 1 changes nothing (warm-up step k runs at lr·(k+1)/lr_warmup, so the first "
+                             "step already has the full lr): use 0 or >= 2")
     _check(t.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'")
     _check(t.weight_decay >= 0 and t.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
     _check(0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)")
@@ -270,6 +323,11 @@ def check_train(t: TrainConfig) -> None:
     _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
            "sample_every must be >= 0, keep and max_bad_steps >= 1")
 
+
+# What a run fills in from its dataset (and autoencoder) when it starts: a flag or override cannot set them.
+FILLED_FIELDS = ("image_channels", "num_classes", "input_size")
+FIXED_SPLITS = ("fashion_mnist", "fashionmnist", "mnist", "cifar10")
+CONTINUOUS_SAMPLERS = ("euler", "heun")  # Karras sigmas: no timestep spacing
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,

@@ -13,7 +13,7 @@ import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from largo.errors import LargoError
@@ -34,17 +34,77 @@ STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_BODY_BYTES = 64 * 1024  # a generation request is a few hundred bytes
 
 
+def _json_integer(value: object) -> object:
+    """A JSON integer, as JSON Schema (and so the published schema) defines it: 3 and 3.0, never "3" or true."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def JsonInt(lo: int, hi: int):  # noqa: N802 - a type
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_json_integer)]
+
+
 class GenerateRequest(BaseModel):
-    """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds."""
+    """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds; an integer
+    may be written 4.0, which JSON Schema counts as an integer too."""
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
-    classes: Annotated[list[Annotated[int, Field(ge=0, le=100_000)]], Field(min_length=1, max_length=MAX_IMAGES)]
-    per_class: Annotated[int, Field(ge=1, le=MAX_PER_CLASS)] = 4
+    classes: Annotated[list[JsonInt(0, 100_000)], Field(min_length=1, max_length=MAX_IMAGES)]
+    per_class: JsonInt(1, MAX_PER_CLASS) = 4
     sampler: Annotated[str, Field(max_length=20)] | None = None
-    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
+    steps: JsonInt(1, MAX_STEPS) | None = None
     cfg: Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)] | None = None
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+    seed: JsonInt(0, MAX_SEED) = 0
+
+
+class Problem(BaseModel):
+    """Every refusal (4xx) and failure: one line saying what is wrong."""
+    detail: str
+
+
+class Limits(BaseModel):
+    per_class: int
+    images: int
+    steps: int
+    cfg: float
+    seed: int
+
+
+class ModelList(BaseModel):
+    models: list[dict]
+    device: str
+    limits: Limits
+    version: str
+
+
+class Submitted(BaseModel):
+    job: str
+    position: int
+    images: int
+    status_url: str
+
+
+class JobView(BaseModel):
+    id: str
+    status: str
+    position: int
+    done: int
+    total: int
+    expected: int
+    images: list[dict]
+    error: str
+    download_url: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: str
+
+
+# The published schema states what a refusal looks like (FastAPI's default 422 body, a list of objects, is not
+# what this app sends), and what each binary route returns.
+REFUSALS = {code: {"model": Problem} for code in (404, 405, 409, 413, 422, 429, 503)}
+PNG = {200: {"content": {"image/png": {}}}}
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -114,6 +174,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8): the 422 of any unreadable body
+            return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=422)
         return JSONResponse({"detail": _one_line(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.middleware("http")
@@ -133,7 +195,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu",
                jobs: JobQueue | None = None) -> FastAPI:
     """The app over `models` (id → entry, from `catalog.discover`), sampling on `device`."""
-    app = FastAPI(title="largo serve", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="largo serve", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  responses=REFUSALS)
     cache = ModelCache(torch.device(device))
     jobs = jobs or JobQueue()
     app.state.jobs, app.state.cache, app.state.models = jobs, cache, models
@@ -156,20 +219,21 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
     def index() -> HTMLResponse:
         return HTMLResponse(page["index.html"])
 
-    @app.get("/static/{name}")
+    @app.get("/static/{name}", response_class=Response,
+             responses={200: {"content": {media: {} for media in STATIC.values()}}})
     def static(name: str) -> Response:
         if name not in STATIC:  # a fixed set of files read at start-up; a request never names a path
             raise _refuse(404, f"no static file {name[:40]!r}")
         return Response(page[name], media_type=STATIC[name])
 
     @app.get("/api/models")
-    def list_models() -> dict:
+    def list_models() -> ModelList:
         return {"models": [e.describe() for e in models.values()], "device": str(cache.device),
                 "limits": {"per_class": MAX_PER_CLASS, "images": MAX_IMAGES, "steps": MAX_STEPS, "cfg": MAX_CFG,
                            "seed": MAX_SEED}, "version": __version__}
 
     @app.post("/api/generate")
-    def generate(req: GenerateRequest) -> dict:
+    def generate(req: GenerateRequest) -> Submitted:
         plan = _plan(req, models)
         try:
             job = jobs.submit(req.model_dump(), lambda j: run_generation(j, plan, cache), plan=plan)
@@ -179,22 +243,22 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
                 "status_url": f"/api/jobs/{job.id}"}
 
     @app.get("/api/jobs/{job_id}")
-    def job_status(job_id: str) -> dict:
+    def job_status(job_id: str) -> JobView:
         return _job_view(find_job(job_id), jobs)
 
     @app.post("/api/jobs/{job_id}/cancel")
-    def cancel(job_id: str) -> dict:
+    def cancel(job_id: str) -> JobStatus:
         job = find_job(job_id)
         jobs.cancel(job)
         return {"id": job.id, "status": job.status}
 
-    @app.get("/api/jobs/{job_id}/images/{k}")
+    @app.get("/api/jobs/{job_id}/images/{k}", response_class=Response, responses=PNG)
     def image(job_id: str, k: int, download: bool = False) -> Response:
         record = find_image(find_job(job_id), k)
         headers = {"Content-Disposition": f'attachment; filename="{image_name(record)}"'} if download else {}
         return Response(record["png"], media_type="image/png", headers=headers)
 
-    @app.get("/api/jobs/{job_id}/images/{k}/trajectory")
+    @app.get("/api/jobs/{job_id}/images/{k}/trajectory", response_class=Response, responses=PNG)
     def trajectory(job_id: str, k: int) -> Response:
         job = find_job(job_id)
         record = find_image(job, k)
@@ -205,7 +269,8 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
                 raise _refuse(503, "the server is busy; try the trajectory again later") from None
         return Response(record["trajectory"], media_type="image/png")
 
-    @app.get("/api/jobs/{job_id}/download")
+    @app.get("/api/jobs/{job_id}/download", response_class=Response,
+             responses={200: {"content": {"application/zip": {}}}})
     def download(job_id: str) -> Response:
         job = find_job(job_id)
         if not job.images:

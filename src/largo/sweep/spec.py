@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from largo.config import PRESETS, RunConfig, check_overrides, check_sampling, preset_config, with_overrides
+from largo.config import PRESETS, DiffusionConfig, RunConfig, check_overrides, check_sampling, preset_config, with_overrides
 from largo.errors import LargoError
 from largo.io import read_json
 
@@ -218,5 +218,15 @@ def train_cells(spec: SweepSpec) -> list[dict]:
     for combo in itertools.product(*(spec.train_grid[k] for k in keys)):
         overrides = check_overrides(dict(zip(keys, combo)), "train_grid")
         name = "__".join(f"{k}-{_value_name(v)}" for k, v in overrides.items())
-        cells.append({"name": name, "settings": overrides, "config": with_overrides(base, overrides)})
+        cells.append({"name": name, "settings": overrides, "config": _drop_switched_off(with_overrides(base, overrides))})
     return cells
+
+
+def _drop_switched_off(cfg: RunConfig) -> RunConfig:
+    """A cell whose grid turns the auxiliary losses off (the baseline of an aux-loss study) drops the aux settings
+    its base config shares with the other cells: a run's config holds only settings that take effect."""
+    d = cfg.diffusion
+    if d.perceptual_weight or d.feature_match_weight:
+        return cfg
+    off = DiffusionConfig()
+    return with_overrides(cfg, {"aux_net": off.aux_net, "aux_layers": off.aux_layers, "aux_max_t": off.aux_max_t})

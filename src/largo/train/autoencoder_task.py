@@ -11,9 +11,10 @@ from PIL import Image
 from torch import nn
 
 from largo.autoencoder.loss import AutoencoderLoss
-from largo.config import AutoencoderRunConfig
+from largo.config import AutoencoderConfig, AutoencoderRunConfig
 from largo.data import ImageSet
 from largo.draw.grid import labelled_grid
+from largo.errors import LargoError
 from largo.images import to_float, to_uint8
 from largo.models.autoencoder import build_autoencoder
 from largo.runtime import DistInfo, unwrap_model
@@ -35,6 +36,10 @@ class AutoencoderTask:
         self.cache_event = None
 
     def prepare(self, data: ImageSet) -> tuple[ImageSet, None]:
+        given = self.cfg.autoencoder.image_channels  # filled from the data; a config file's other value must agree
+        if given not in (AutoencoderConfig().image_channels, data.channels):
+            raise LargoError(f"config: autoencoder image_channels is {given} but the images have {data.channels} "
+                             f"channel(s); it is filled from the dataset")
         self.cfg.autoencoder = dataclasses.replace(self.cfg.autoencoder, image_channels=data.channels)
         per_class = {}
         for i, y in enumerate(data.labels.tolist()):  # one image per class first, for a varied grid

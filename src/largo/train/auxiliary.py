@@ -17,15 +17,21 @@ import torch
 from largo.autoencoder.loss import perceptual_distance
 from largo.config import DiffusionConfig
 from largo.diffusion.loss import LossParts
+from largo.errors import LargoError
 from largo.train.perceptual import FeatureNet
 
 
 class AuxiliaryLoss:
-    def __init__(self, cfg: DiffusionConfig, feature_net: FeatureNet):
+    def __init__(self, cfg: DiffusionConfig, feature_net: FeatureNet, n_layers: int | None = None):
+        """`n_layers`: how many feature maps `feature_net` returns; aux_layers beyond them are refused."""
         self.cfg, self.feature_net = cfg, feature_net
+        beyond = [i for i in cfg.aux_layers if n_layers is not None and i >= n_layers]
+        if beyond:
+            raise LargoError(f"config: aux_layers {beyond} are beyond the {n_layers} feature maps of {cfg.aux_net} "
+                             f"(indices 0..{n_layers - 1})")
 
     def _layers(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [maps[i] for i in self.cfg.aux_layers if i < len(maps)] if self.cfg.aux_layers else maps
+        return [maps[i] for i in self.cfg.aux_layers] if self.cfg.aux_layers else maps
 
     def __call__(self, parts: LossParts) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg

@@ -47,8 +47,7 @@ class DiffusionTask:
         the model config with what the network sees."""
         cfg = self.cfg
         if not cfg.data.autoencoder:
-            cfg.model = dataclasses.replace(cfg.model, image_channels=data.channels, num_classes=data.num_classes,
-                                            input_size=cfg.data.resolution)
+            self._fill(image_channels=data.channels, num_classes=data.num_classes, input_size=cfg.data.resolution)
             return data, None
         ae = load_autoencoder(cfg.data.autoencoder, self.device)
         d = cfg.data
@@ -58,10 +57,19 @@ class DiffusionTask:
         enc = encode_dataset(ae, data, key, device=self.device, log=lambda s: self.log(f"largo: {s}"))
         self.cache_event = {"event": "latents", "cache": "hit" if enc.from_cache else "miss", "path": str(enc.path)}
         self.latent = fit_latent_space(ae, enc.latents, d.latent_norm)
-        cfg.model = dataclasses.replace(cfg.model, image_channels=ae.latent_channels, num_classes=data.num_classes,
-                                        input_size=d.resolution // ae.downsample_factor)
+        self._fill(image_channels=ae.latent_channels, num_classes=data.num_classes,
+                   input_size=d.resolution // ae.downsample_factor)
         norm = lambda z: (z - self.latent.shift.view(1, -1, 1, 1)) * self.latent.scale.view(1, -1, 1, 1)  # noqa: E731
         return ImageSet(norm(enc.latents), data.labels, data.class_names), norm(enc.flipped)
+
+    def _fill(self, **found: int) -> None:
+        """Fill what the network sees into the model config; a value a config file already holds must agree."""
+        m = self.cfg.model
+        for name, value in found.items():
+            if getattr(m, name) not in (0, value):
+                raise LargoError(f"config: model {name} is {getattr(m, name)} but the data gives {value}; it is "
+                                 f"filled from the dataset (and autoencoder): leave it 0")
+        self.cfg.model = dataclasses.replace(m, **found)
 
     def build_net(self) -> nn.Module:
         return build_unet(self.cfg.model, self.cfg.net_size)
@@ -74,7 +82,11 @@ class DiffusionTask:
         if d.perceptual_weight or d.feature_match_weight:
             if self.latent is not None:
                 raise LargoError("auxiliary losses compare images: they do not apply to a latent model")
-            self.auxiliary = AuxiliaryLoss(d, load_feature_net(d.aux_net, self.device))
+            feature_net = load_feature_net(d.aux_net, self.device)
+            side, channels = self.cfg.data.resolution, self.cfg.model.image_channels
+            with torch.no_grad():  # how many feature maps it gives, so aux_layers beyond them are refused
+                n_layers = len(feature_net(torch.zeros(1, channels, side, side, device=self.device)))
+            self.auxiliary = AuxiliaryLoss(d, feature_net, n_layers)
 
     def loss(self, model_fn: nn.Module, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int,
              shard: tuple[int, int]) -> torch.Tensor:
