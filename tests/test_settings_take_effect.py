@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from helpers import make_folder, tiny_config
 from largo.config import (LATENT_NORMS, PRECISIONS, PREDICTIONS, SAMPLE_PRECISIONS, SAMPLERS, SCHEDULES, SPACINGS,
                           WEIGHTINGS, AutoencoderRunConfig, RunConfig, field_types)
-from largo.config.choices import RECONSTRUCTION_LOSSES
+from largo.config.choices import CLASS_EMBEDDINGS, RECONSTRUCTION_LOSSES
 from largo.errors import LargoError
 from largo.train.trainer import Trainer
 
@@ -33,7 +33,7 @@ from largo.train.trainer import Trainer
 CHOICES = {"schedule": SCHEDULES, "prediction": PREDICTIONS, "loss_weighting": WEIGHTINGS, "sampler": SAMPLERS,
            "spacing": SPACINGS, "sample_precision": SAMPLE_PRECISIONS, "precision": PRECISIONS,
            "latent_norm": LATENT_NORMS, "lr_schedule": ("constant", "cosine"), "bad_images": ("error", "skip"),
-           "reconstruction": RECONSTRUCTION_LOSSES}
+           "reconstruction": RECONSTRUCTION_LOSSES, "class_embedding": CLASS_EMBEDDINGS}
 # Fields whose automatic value (see `_probe_values`) would not show the effect, or that have none.
 VALUES: dict[str, list] = {
     "dataset": ["mnist"], "data_root": ["<empty folder>"], "autoencoder": ["autoencoder-flowers128"],
@@ -57,7 +57,10 @@ EXEMPT = {
 # (after the main base, where they are switched off and so refused); clip_x0 on an ε-model, whose x0 estimates
 # leave [-1, 1] at high noise (a v-model's stay inside while it is young, so clipping them changes nothing).
 SCENARIO = {"aux_net": ["run", "aux"], "aux_layers": ["run", "aux"], "aux_max_t": ["run", "aux"],
-            "latent_norm": ["run", "latent"], "clip_x0": ["eps"]}
+            "latent_norm": ["run", "latent"], "clip_x0": ["eps"],
+            # EDM's own settings act on an EDM run (and are refused on the v-prediction base)
+            "sigma_data": ["run", "edm"], "p_mean": ["run", "edm"], "p_std": ["run", "edm"],
+            "loss_weighting": ["run", "edm"], "sigma_min": ["run", "edm"], "sigma_max": ["run", "edm"]}
 # Fields whose effect is how the trainer is built, not two steps of training (compiling takes a minute on a CPU).
 BUILD_ONLY = {"compile"}
 
@@ -71,6 +74,9 @@ def _base(kind: str, tmp: Path) -> RunConfig | AutoencoderRunConfig:
                                             aux_net="classifier:fashion_mnist-32-critic")
     elif kind == "eps":
         cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="eps")
+    elif kind == "edm":
+        cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="edm", schedule="karras",
+                                            loss_weighting="uniform")
     elif kind == "latent":
         folder = tmp / "folder"
         if not folder.is_dir():
