@@ -228,3 +228,4 @@ def test_edm_run_resumes_bit_exact_exports_and_samples(tmp_path, data_root):
         assert main(["sample", str(tmp_path / "release"), "--classes", "Trouser", "--n", "2", "--sampler", sampler,
                      "--steps", "5", "--cfg", "2", "--out", str(out), "--device", "cpu"]) == 0
         assert sorted(p.name for p in (out / "images").iterdir()) == ["00000_Trouser.png", "00001_Trouser.png"]
+

@@ -216,3 +216,18 @@ def test_train_flags_that_would_do_nothing_are_one_line_errors(capsys, tmp_path,
     assert code == 2 and needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
 
+
+def test_a_finished_runs_config_loads_even_with_settings_now_refused(tmp_path, data_root):
+    """Refusing values that take no effect guards new runs; a trained run saved with one (here an attention side
+    its network never reaches, as the flowers128 preset once had) still samples."""
+    from largo.cli import main
+
+    Trainer(tiny_config(steps=1), tmp_path / "run", progress=False).fit()
+    meta_path = next((tmp_path / "run" / "checkpoints").glob("step_*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["model"]["attention_resolutions"] = [8, 2]  # 2 is never reached at 16 px with two levels
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(LargoError, match="never reached"):
+        RunConfig.from_dict(meta["config"]).validate()
+    assert main(["sample", str(tmp_path / "run"), "--n", "1", "--steps", "2", "--out", str(tmp_path / "s"),
+                 "--device", "cpu"]) == 0

@@ -186,8 +186,11 @@ class RunConfig(SectionedConfig):
         return self.model.input_size or self.data.resolution
 
     # -- checks ----------------------------------------------------------------------------------
-    def validate(self) -> RunConfig:
-        """Raise LargoError on the first value out of range; return self for chaining."""
+    def validate(self, strict: bool = True) -> RunConfig:
+        """Raise LargoError on the first value out of range; return self for chaining.
+
+        strict=False (a finished run's saved config, read to sample or serve it) skips the refusals of values that
+        would take no effect: they guard what a user asks for now, and must not lock a trained model away."""
         m, dif, t, s, data = self.model, self.diffusion, self.train, self.sample, self.data
         self.check_finite()
         check_data(data)
@@ -205,7 +208,7 @@ class RunConfig(SectionedConfig):
         _check(bool(data.autoencoder) or data.resolution % down == 0,
                f"resolution {data.resolution} is not divisible by {down}, which the U-Net's "
                f"{len(m.channel_mult) - 1} downsamplings need (try {max(down, data.resolution // down * down)})")
-        check_attention(m, self.net_size if (m.input_size or not data.autoencoder) else None)
+        check_attention(m, self.net_size if strict and (m.input_size or not data.autoencoder) else None)
         _check(2 <= dif.timesteps <= 100_000, f"timesteps must be in [2, 100000], got {dif.timesteps}")
         _check(dif.schedule in SCHEDULES, f"unknown schedule {dif.schedule!r}; valid: {', '.join(SCHEDULES)}")
         _check(dif.prediction in PREDICTIONS, f"unknown prediction {dif.prediction!r}; valid: {', '.join(PREDICTIONS)}")
@@ -214,7 +217,7 @@ class RunConfig(SectionedConfig):
         _check(dif.min_snr_gamma > 0, "min_snr_gamma must be > 0")
         _check(m.class_embedding in CLASS_EMBEDDINGS,
                f"unknown class_embedding {m.class_embedding!r}; valid: {', '.join(CLASS_EMBEDDINGS)}")
-        check_edm(dif)
+        check_edm(dif, strict)
         _check(dif.perceptual_weight >= 0 and dif.feature_match_weight >= 0,
                "perceptual_weight and feature_match_weight must be >= 0")
         _check(0 < dif.aux_max_t <= 1, f"aux_max_t must be in (0, 1], got {dif.aux_max_t}")
@@ -222,22 +225,23 @@ class RunConfig(SectionedConfig):
         _check(not (dif.perceptual_weight or dif.feature_match_weight) or dif.aux_net,
                "perceptual_weight / feature_match_weight need --aux-net classifier:PATH or vgg19:PATH")
         _check(0.0 <= dif.p_uncond < 1.0, "p_uncond must be in [0, 1)")
-        check_dependents(self)
+        if strict:
+            check_dependents(self)
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
         return self
 
 
-def check_edm(dif: DiffusionConfig) -> None:
+def check_edm(dif: DiffusionConfig, strict: bool = True) -> None:
     """EDM's settings take effect only with prediction edm, the σ range only with the karras schedule: refuse
-    them elsewhere rather than accept a value that changes nothing."""
+    them elsewhere rather than accept a value that changes nothing (strict=False: only what breaks a run)."""
     edm, default = dif.prediction == "edm", DiffusionConfig()
     _check(dif.sigma_data > 0 and dif.p_std > 0, "sigma_data and p_std must be > 0")
     _check(0 < dif.sigma_min < dif.sigma_max, "the karras schedule needs 0 < sigma_min < sigma_max")
-    for name in ("sigma_data", "p_mean", "p_std"):
+    for name in ("sigma_data", "p_mean", "p_std") if strict else ():
         _check(edm or getattr(dif, name) == getattr(default, name),
                f"{name} applies to prediction 'edm' only (this run predicts {dif.prediction!r})")
-    for name in ("sigma_min", "sigma_max"):
+    for name in ("sigma_min", "sigma_max") if strict else ():
         _check(dif.schedule == "karras" or getattr(dif, name) == getattr(default, name),
                f"{name} applies to the karras schedule only (this run's schedule is {dif.schedule!r})")
     if edm:

@@ -59,7 +59,7 @@ def load_model(source: str | Path, device: torch.device | str = "cpu", weights: 
         raise LargoError(f"{ckpt} holds an {meta['kind']} model, not a diffusion model to sample from "
                          f"(see `largo autoencoder eval`)")
     try:
-        cfg = RunConfig.from_dict(meta["config"]).validate()
+        cfg = RunConfig.from_dict(meta["config"]).validate(strict=False)
     except LargoError as e:
         raise LargoError(f"checkpoint {ckpt} has an unusable config ({e})") from None
     if cfg.model.image_channels < 1:

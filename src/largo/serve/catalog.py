@@ -45,7 +45,7 @@ def _entry(model_id: str, ckpt: Path, source: str) -> ModelEntry | None:
         meta = read_meta(ckpt)
         if meta.get("kind", "diffusion") != "diffusion":
             return None
-        cfg = RunConfig.from_dict(meta["config"]).validate()
+        cfg = RunConfig.from_dict(meta["config"]).validate(strict=False)
     except (LargoError, KeyError, TypeError, ValueError, OSError):
         return None
     names = list(meta.get("class_names") or [str(i) for i in range(cfg.model.num_classes)]) or ["(unconditional)"]
