@@ -93,8 +93,15 @@ class DomainClassifier(nn.Module):
     def prepare(x: torch.Tensor) -> torch.Tensor:
         return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
 
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """28-px images for a 32-px classifier: zero-padded by 2 pixels, as the data pipeline padded its training
+        images (black is the background of Fashion-MNIST and MNIST: 0 in uint8, -1 in [-1, 1])."""
+        if x.shape[-1] == 28 and self.arch.resolution == defaults.PAD_28_TO:
+            return F.pad(x, (2, 2, 2, 2), value=0 if x.dtype == torch.uint8 else -1.0)
+        return x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem(self.prepare(x)))
+        h = self.blocks(self.stem(self.prepare(self.pad(x))))
         return self.act(self.norm(h)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +109,7 @@ class DomainClassifier(nn.Module):
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every block (coarser with depth): the layers a perceptual loss compares."""
-        h, maps = self.stem(self.prepare(x)), []
+        h, maps = self.stem(self.prepare(self.pad(x))), []
         for block in self.blocks:
             h = block(h)
             maps.append(h)
@@ -186,7 +193,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
 def find_classifier(dataset: str, resolution: int, variant: str = "") -> Path | None:
     """The default classifier for a dataset and resolution (`variant` "-vgg": the independent one of another
     architecture, "-critic": another seed): in the repository's checkpoints, then the cache."""
-    name = defaults.classifier_dirname(dataset, resolution) + variant
+    name = defaults.classifier_dirname(dataset, defaults.judged_size(dataset, resolution)) + variant
     for root in defaults.classifier_search_dirs():
         if (root / name / defaults.CLASSIFIER_CONFIG).is_file():
             return root / name
@@ -198,7 +205,7 @@ def check_classifier(config: dict, dataset: str, resolution: int, channels: int,
     where = config.get("path", "the classifier")
     if config.get("dataset") != dataset:
         raise LargoError(f"classifier {where} was trained on {config.get('dataset')!r}, not {dataset!r}")
-    if config["arch"]["resolution"] != resolution:
+    if config["arch"]["resolution"] != defaults.judged_size(dataset, resolution):
         raise LargoError(f"classifier {where} is for {config['arch']['resolution']}x{config['arch']['resolution']} "
                          f"images, these are {resolution}x{resolution}")
     if config["arch"]["in_channels"] != channels:

@@ -53,7 +53,11 @@ EVAL_RESOLUTIONS = {"fashion_mnist": 32, "mnist": 32, "cifar10": 32, "flowers102
 DEFAULT_EVAL_RESOLUTION = 64
 # Without a classifier at the evaluated resolution, the shipped one at the largest of these below it is used on
 # downsampled images (the result says so in its `resize` field).
-CLASSIFIER_FALLBACK_SIZES = (64, 32)  # flipping a digit changes what it is
+CLASSIFIER_FALLBACK_SIZES = (64, 32)
+# The data pipeline zero-pads 28×28 Fashion-MNIST and MNIST to 32×32 (largo.data); a model trained at their native
+# 28 px is judged by the 32-px classifiers after that same padding (`resize`: "zero-pad-28-to-32").
+PADDED_DATASETS = ("fashion_mnist", "mnist")
+PAD_28_TO = 32  # flipping a digit changes what it is
 
 
 def classifier_dirname(dataset: str, resolution: int) -> str:
@@ -68,3 +72,10 @@ def classifier_search_dirs() -> list[Path]:
 
 def refstats_dir() -> Path:
     return cache_dir("refstats")
+
+
+def judged_size(dataset: str, resolution: int) -> int:
+    """The classifier resolution that judges `dataset` images of side `resolution` (28 → 32 for padded data)."""
+    if resolution == 28 and dataset.lower().replace("-", "_") in PADDED_DATASETS:
+        return PAD_28_TO
+    return resolution

@@ -102,7 +102,7 @@ def default_classifier(dataset: str, resolution: int) -> tuple[Path | None, int 
     for size in [resolution] + [r for r in defaults.CLASSIFIER_FALLBACK_SIZES if r < resolution]:
         path = find_classifier(dataset, size)
         if path is not None:
-            return path, size
+            return path, defaults.judged_size(dataset, size)
     return None, None
 
 
@@ -138,7 +138,7 @@ def build_feature_spaces(ref: Reference, classifier: str | None = None, inceptio
             model, config = load_classifier(path, device)
             size = size or int(config["arch"]["resolution"])
             check_classifier(config, ref.dataset, size, channels, ref.class_names)
-            if size > ref.resolution:
+            if size > defaults.judged_size(ref.dataset, ref.resolution):
                 raise LargoError(f"classifier {path} is for {size}px images; these are {ref.resolution}px")
             spaces.append(ClassifierFeatures(model, config, device, input_size=ref.resolution))
     if use_inception:

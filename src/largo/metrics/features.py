@@ -34,7 +34,9 @@ class ClassifierFeatures:
         antialiasing, stated in `resize`), e.g. 128-px flowers scored by the 64-px classifier."""
         self.model = model.to(device).eval()
         self.size = int(config["arch"]["resolution"])
-        self.resize = "none" if input_size in (None, self.size) else f"bilinear-antialias-{input_size}-to-{self.size}"
+        self.padded = input_size == 28 and self.size == defaults.PAD_28_TO  # the model pads, as the data did
+        self.resize = ("none" if input_size in (None, self.size) else "zero-pad-28-to-32" if self.padded
+                       else f"bilinear-antialias-{input_size}-to-{self.size}")
         self.config = config
         self.device = torch.device(device)
         self.sha256 = config["sha256"]
@@ -47,7 +49,7 @@ class ClassifierFeatures:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         images = images.to(self.device)
-        if images.shape[-1] != self.size:
+        if images.shape[-1] != self.size and not self.padded:
             images = F.interpolate(images.float(), size=(self.size, self.size), mode="bilinear", antialias=True,
                                    align_corners=False).round().clamp(0, 255).to(torch.uint8)
         f = self.model.features(images)
