@@ -100,6 +100,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     ema_warmup: bool = True  # decay_n = min(decay, (1+n)/(10+n)) so early EMA samples are not noise
+    ema_power: float = 0.0  # > 0: warm-up decay_n = min(decay, 1 - (1+n)^-power) (diffusers' EMAModel), e.g. 0.75
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto = bf16 on GPUs that support it and on CPUs with bf16 units (AMX/AVX512-BF16)
@@ -322,6 +323,8 @@ def check_train(t: TrainConfig) -> None:
     _check(t.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'")
     _check(t.weight_decay >= 0 and t.grad_clip >= 0, "weight_decay and grad_clip must be >= 0")
     _check(0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+    _check(t.ema_power >= 0, "ema_power must be >= 0")
+    _check(t.ema_warmup or t.ema_power == 0, "ema_power shapes the EMA warm-up: it needs --ema-warmup true")
     _check(t.precision in PRECISIONS, f"unknown precision {t.precision!r}; valid: {', '.join(PRECISIONS)}")
     _check(t.log_every >= 1 and t.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1")
     _check(t.sample_every >= 0 and t.keep >= 1 and t.max_bad_steps >= 1,
