@@ -37,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="largo", description="Class-conditional diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"largo.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"largo.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"largo.cli.{name}").register(sub)
     checked_types(parser)
     return parser
 

@@ -27,12 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.errors import LargoError
     from largo.runtime import resolve_device
     from largo.sampling import load_model, parse_classes, sample_to_folder
 
-    if args.n < 1 or args.batch_size < 1:
-        raise LargoError("--n and --batch-size must be >= 1")
     device = resolve_device(args.device)
     model = load_model(args.source, device, weights=args.weights)
     options = sampling_options(args, model.cfg)

@@ -172,8 +172,6 @@ def _open(args: argparse.Namespace):
     from largo.runtime import resolve_device
     from largo.sampling import load_model
 
-    if getattr(args, "batch_size", 1) < 1:
-        raise LargoError("--batch-size must be >= 1")
     device = resolve_device(args.device)
     model = load_model(args.run_dir, device, args.weights)
     return model, sampling_options(args, model.cfg), model.run_dir or Path("."), device
@@ -202,8 +200,6 @@ def run_trajectory(args: argparse.Namespace) -> int:
     from largo.sampling import parse_classes
     from largo.viz.sampling import trajectory_strip
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.class_name, model.class_names) if args.class_name else [0]
     if len(classes) != 1:
@@ -218,8 +214,6 @@ def run_trajectory(args: argparse.Namespace) -> int:
 def run_grid(args: argparse.Namespace) -> int:
     from largo.sampling import class_grid, parse_classes
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.classes, model.class_names)
     image = class_grid(model.net, model.cfg, model.class_names, per_class=args.n, classes=classes, seed=args.seed,
@@ -232,8 +226,6 @@ def run_cfg_sweep(args: argparse.Namespace) -> int:
     from largo.viz.sampling import cfg_sweep
 
     scales = tuple(_floats(args.scales, "--scales"))
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.classes, model.class_names)
     image = cfg_sweep(model, classes, options, scales, args.n, args.seed, batch_size=args.batch_size, device=device)
@@ -266,8 +258,6 @@ def run_curves(args: argparse.Namespace) -> int:
 def run_histogram(args: argparse.Namespace) -> int:
     from largo.viz.histogram import real_vs_generated_histogram
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     image = real_vs_generated_histogram(model, options, args.n, args.bins, logy=not args.linear, seed=args.seed,
                                         data_root=args.data_root, batch_size=args.batch_size, device=device)
