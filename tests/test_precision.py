@@ -153,7 +153,7 @@ def test_unknown_sample_precision_is_refused(tiny_sampling_run):
     model = load_model(tiny_sampling_run)
 
     net, cfg, _ = model.net, model.cfg, model.class_names
-    with pytest.raises(LargoError, match="sample_precision"):
+    with pytest.raises(LargoError, match="unknown precision 'fp8'"):
         generate_images(net, cfg, torch.zeros(1, dtype=torch.long), steps=2, precision="fp8")
 
 

@@ -93,12 +93,12 @@ def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, tiny_run):
     steps = [tiny_run / "checkpoints" / "step_00000002", tiny_run / "checkpoints" / "step_00000004"]
     config = _write(tmp_path / "s.json", {"checkpoint": [str(s) for s in steps], **COMMON, "out": str(tmp_path / "o"),
                                           "grid": {"sampler": ["ddim"], "steps": [2], "weights": ["ema", "online"],
-                                                   "sample_precision": ["bf16"]}})
+                                                   "precision": ["bf16"]}})
     got = run_sweep(load_spec(config), log=lambda *a: None)
     names = sorted(r["cell"] for r in got["rows"])
     assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}-clip-bf16" for s in (2, 4) for w in ("ema", "online")]
     assert sorted({r["checkpoint_step"] for r in got["rows"]}) == [2, 4]
-    assert {r["sample_precision"] for r in got["rows"]} == {"bf16"}
+    assert {r["precision"] for r in got["rows"]} == {"bf16"}
     twice = _write(tmp_path / "d.json", {"checkpoint": [str(tiny_run), str(steps[1])], **COMMON, "out": str(tmp_path / "d"),
                                          "grid": {"sampler": ["ddim"], "steps": [2]}})
     with pytest.raises(LargoError, match="same training step"):
@@ -132,7 +132,8 @@ BAD = [
     ("empty", {"out": "o", "checkpoint": "x", "grid": {"cfg": []}}, "empty"),
     ("grid key", {"out": "o", "checkpoint": "x", "grid": {"guidance": [1]}}, "unknown grid key"),
     ("n", {"out": "o", "checkpoint": "x", "n": 1}, '"n"'),
-    ("precision", {"out": "o", "checkpoint": "x", "grid": {"sample_precision": ["fp8"]}}, "sample_precision"),
+    ("precision", {"out": "o", "checkpoint": "x", "grid": {"precision": ["fp8"]}}, "grid precision"),
+    ("old key", {"out": "o", "checkpoint": "x", "grid": {"sample_precision": ["bf16"]}}, 'is now "precision"'),
     ("checkpoint list", {"out": "o", "checkpoint": []}, '"checkpoint"'),
     ("eta", {"out": "o", "checkpoint": "x", "grid": {"eta": [2]}}, "eta"),
     ("train field", {"out": "o", "train_grid": {"shedule": ["cosine"]}}, "unknown train_grid field"),

@@ -46,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     result = sample_to_folder(model, classes, args.n, options, seed=args.seed, batch_size=args.batch_size,
                               device=device, out=args.out, progress=True, generate=generate)
     print(f"largo: {len(result.images)} images ({options.sampler}, {options.steps} steps, cfg "
-          f"{options.cfg_scale:g}{note}) → {result.grid}")
+          f"{options.cfg:g}{note}) → {result.grid}")
     return 0

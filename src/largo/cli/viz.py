@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from largo.cli.sampling_flags import add_sampling_flags, sampling_options
-from largo.config import SAMPLERS, SCHEDULES
+from largo.config import SAMPLERS, SCHEDULES, SPLITS
 from largo.errors import LargoError
 
 
@@ -46,7 +46,7 @@ def _register_forward(vs: argparse._SubParsersAction) -> None:
     f.add_argument("--dataset", required=True, help="flowers102, fashion_mnist, mnist, cifar10 or folder:PATH")
     f.add_argument("--data-root", default="", help="dataset root (default: ../shared/data or the cache)")
     f.add_argument("--resolution", type=int, default=32)
-    f.add_argument("--split", default="test", choices=("train", "test", "all"))
+    f.add_argument("--split", default="test", choices=SPLITS)
     f.add_argument("--n-images", type=int, default=4, help="images (rows per schedule), one per class (default 4)")
     f.add_argument("--frames", type=int, default=10, help="columns, t = 0 … T-1 evenly spaced (default 10)")
     f.add_argument("--schedules", default="linear,cosine", help=f"comma-separated, from {', '.join(SCHEDULES)}")

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 import torchvision.datasets as tvd
 from PIL import Image
 
+from largo.config.choices import SPLITS
 from largo.errors import LargoError
 from largo.io import atomic_write
 from largo.paths import cache_dir, default_data_root
 
 DATASETS = ("flowers102", "fashion_mnist", "mnist", "cifar10", "folder:PATH")
-SPLITS = ("train", "test", "all")
 GENERATIVE_TEST_FRACTION = 0.05  # LARGO: all official splits merged, shuffled, re-split 95 % / 5 %
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CACHE_VERSION = 1

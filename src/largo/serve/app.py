@@ -35,7 +35,8 @@ MAX_BODY_BYTES = 64 * 1024  # a generation request is a few hundred bytes
 
 
 class GenerateRequest(BaseModel):
-    """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds."""
+    """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds. The sampling
+    fields are `SamplingOptions` fields under the same names (OPTION_FIELDS); the others say what to draw."""
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
@@ -45,6 +46,9 @@ class GenerateRequest(BaseModel):
     steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None
     cfg: Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)] | None = None
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
+
+
+OPTION_FIELDS = ("sampler", "steps", "cfg")  # the request fields that are SamplingOptions fields
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -83,8 +87,7 @@ def _plan(req: GenerateRequest, models: dict[str, ModelEntry]) -> Plan:
         raise _refuse(422, f"{len(req.classes)} classes x {req.per_class} per class = {total} images; "
                            f"at most {MAX_IMAGES} per generation")
     try:
-        options = SamplingOptions.resolve(entry.cfg, sampler=req.sampler, steps=req.steps,
-                                          cfg_scale=req.cfg, label=lambda f: {"sample_steps": "steps"}.get(f, f))
+        options = SamplingOptions.resolve(entry.cfg, **{name: getattr(req, name) for name in OPTION_FIELDS})
     except LargoError as e:
         raise _refuse(422, str(e)) from None
     labels = [c for c in req.classes for _ in range(req.per_class)] if entry.cfg.model.num_classes else \
