@@ -97,3 +97,38 @@ def test_cosine_lr_ends_with_the_time_budget(monkeypatch):
     assert fixed.horizon == 400 and fixed.lr_at(200) == pytest.approx(0.5e-3)
     constant = schedule.LRSchedule(1e-3, warmup=0, kind="constant", total_steps=400)
     assert constant.lr_at(399) == 1e-3
+
+
+def test_the_caller_injects_the_data_and_the_task(tmp_path):
+    """`Trainer(data=, task=)`: the caller's images and network are trained, without touching any dataset (no
+    data_root needed) or patching the library; a task that subclasses TrainTask gets the no-op hooks."""
+    from largo.data import ImageSet
+    from largo.train import DiffusionTask, TrainTask
+    from largo.train.trainer import make_task
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8, generator=g), torch.arange(32) % 4,
+                    ["a", "b", "c", "d"])
+    cfg = tiny_config(steps=2, checkpoint_every=2)
+    cfg.data.data_root = str(tmp_path / "nothing-here")
+
+    class Counting(DiffusionTask):
+        built = 0
+
+        def build_net(self):
+            Counting.built += 1
+            return super().build_net()
+
+    task = Counting(cfg, torch.device("cpu"))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, data=data, task=task)
+    assert trainer.task is task and Counting.built == 1 and trainer.class_names == ["a", "b", "c", "d"]
+    assert trainer.cfg.model.num_classes == 4 and trainer.cfg.model.image_channels == 1
+    assert trainer.fit()["step"] == 2
+    assert type(make_task(cfg, torch.device("cpu"))) is DiffusionTask and TrainTask in DiffusionTask.__mro__
+
+    class Minimal(TrainTask):  # only what has no default; the hooks are TrainTask's no-ops
+        kind = "diffusion"
+
+    hooks = Minimal()
+    assert (hooks.meta(), hooks.state_dict(), hooks.setup(None, False), hooks.after_step(0, None),
+            hooks.check_resume({}), hooks.load_state_dict(None)) == ({}, {}, None, None, None, None)

@@ -18,13 +18,13 @@ from largo.diffusion.loss import diffusion_loss
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.models import build_unet
-from largo.runtime import DistInfo
 from largo.sampling import class_grid
 from largo.train.auxiliary import AuxiliaryLoss
 from largo.train.perceptual import load_feature_net
+from largo.train.task import TrainTask
 
 
-class DiffusionTask:
+class DiffusionTask(TrainTask):
     kind = "diffusion"
 
     def __init__(self, cfg: RunConfig, device: torch.device, log: Any = print):
@@ -75,9 +75,6 @@ class DiffusionTask:
         self.logs["mse"] = float(loss.detach())
         return loss + aux
 
-    def after_step(self, step: int, dist: DistInfo) -> None:
-        pass
-
     def grid(self, ema_net: nn.Module, class_names: list[str]) -> Image.Image:
         s = self.cfg.sample
         return class_grid(ema_net, self.cfg, class_names, per_class=s.grid_per_class, seed=0, device=self.device,
@@ -100,9 +97,3 @@ class DiffusionTask:
         latent_space_from_record(record, self.device)  # the recorded autoencoder must still be there and unchanged
         if record.get("scale") != self.latent.scale.tolist() or record.get("shift") != self.latent.shift.tolist():
             raise LargoError("cannot resume: the latent normalisation differs from the checkpoint's")
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict | None) -> None:
-        pass
