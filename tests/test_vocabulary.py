@@ -66,3 +66,12 @@ def test_the_record_is_to_dict_and_resolve_takes_every_field():
                                                                run.sample.sample_precision)
     assert SamplingOptions.resolve(run, steps=3, cfg=2.5, precision="fp32").to_dict() == {
         **options.to_dict(), "steps": 3, "cfg": 2.5, "precision": "fp32"}
+
+
+def test_the_flags_take_the_vocabulary_without_loading_torch():
+    """The CLI declares its flags from SamplingOptions, yet `largo --help` still starts without torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, largo.cli; largo.cli.build_parser(); assert 'torch' not in sys.modules, 'the parser loaded torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
