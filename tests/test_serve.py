@@ -31,10 +31,10 @@ def _files(*roots: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(train_tiny, tmp_path_factory) -> Path:
+def runs(tiny_run, tmp_path_factory) -> Path:
     """A runs folder with the tiny run two levels down and an autoencoder run that must not be listed."""
     root = tmp_path_factory.mktemp("serve-runs")
-    shutil.copytree(train_tiny("serve-run"), root / "study" / "tiny")
+    shutil.copytree(tiny_run, root / "study" / "tiny")
     ae = root / "ae" / "checkpoints" / "step_00000001"
     ae.mkdir(parents=True)
     (root / "ae" / "config.json").write_text("{}")
