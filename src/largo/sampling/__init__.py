@@ -3,10 +3,7 @@
 Names are imported on first use, so `largo.sampling.options` (the vocabulary the CLI declares its flags from)
 loads without torch."""
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from largo.lazy import lazy_exports
 
 # Public name → the module that defines it.
 _EXPORTS = {
@@ -20,15 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'largo.sampling' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
