@@ -79,7 +79,7 @@ def _check_grid_value(key: str, v: Any) -> Any:
         if v not in WEIGHTS:
             fail(f"unknown weights {v!r} in grid; valid: {', '.join(WEIGHTS)}")
         return v
-    check_option_values({key: v}, prefix="sweep config: ", label=lambda name: f"grid {name}")
+    check_option_values({key: v}, prefix="sweep config: grid: ")
     return float(v) if key in ("cfg", "eta") else v
 
 
