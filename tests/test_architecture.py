@@ -74,6 +74,7 @@ def test_every_module_is_listed_in_the_architecture_doc():
     assert not missing, f"docs/ARCHITECTURE.md does not list: {', '.join(missing)}"
 
 
+@pytest.mark.slow
 def test_the_public_api_is_exported_lazily():
     import subprocess
     import sys

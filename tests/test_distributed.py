@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 
 from helpers import SHARED_DATA
 
+pytestmark = pytest.mark.slow  # torchrun launches: three process groups, each importing torch
+
 TINY = ["--preset", "demo", "--resolution", "16", "--base-channels", "32", "--channel-mult", "1,2",
         "--num-res-blocks", "1", "--attention-resolutions", "8", "--num-heads", "2", "--batch-size", "8",
         "--steps", "4", "--log-every", "1", "--checkpoint-every", "2", "--lr-warmup", "0", "--max-minutes", "0",

@@ -109,6 +109,7 @@ def test_reference_features_are_cached(tmp_path, fashion_test):
     assert torch.equal(extract(space, x, 7)["features"], first["features"])
 
 
+@pytest.mark.slow
 def test_eval_with_random_inception_weights_marks_them_unverified(tmp_path, fashion_test, data_root):
     """Plumbing only: torch-fidelity's Inception with random weights must never pass for FID."""
     torchvision = pytest.importorskip("torchvision")

@@ -16,6 +16,8 @@ from largo.config import AutoencoderRunConfig
 from largo.train import Trainer
 from helpers import SHARED_DATA, make_folder
 
+pytestmark = pytest.mark.slow  # end to end: an autoencoder trained on real images, then a latent U-Net
+
 AE_FLAGS = ["--dataset", "fashion_mnist", "--resolution", "32", "--base-channels", "32", "--channel-mult", "1,2,2",
             "--num-res-blocks", "1", "--latent-channels", "2", "--batch-size", "16", "--device", "cpu",
             "--disc-start", "4", "--disc-layers", "1", "--log-every", "2", "--lr", "1e-3", "--quiet",

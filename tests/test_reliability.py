@@ -106,6 +106,7 @@ def _wait_for(pred, proc: subprocess.Popen, timeout: float = 90.0) -> None:
 
 
 # -- exact resume after SIGKILL --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_is_bitwise_identical(data, tmp_path):
     steps = 40
     argv = train_argv(data, tmp_path / "ref", "--checkpoint-every", "1", steps=steps)
@@ -134,6 +135,7 @@ def test_sigkill_at_random_steps_then_resume_is_bitwise_identical(data, tmp_path
 
 
 # -- graceful SIGTERM ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_0(data, tmp_path):
     run = tmp_path / "run"
     proc = _popen(train_argv(data, run, "--checkpoint-every", "100000", steps=5000), tmp_path)

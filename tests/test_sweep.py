@@ -42,6 +42,7 @@ def _table(out):
         return reader.fieldnames, list(reader)
 
 
+@pytest.mark.slow
 def test_two_cell_sweep_writes_table_and_resumes(tmp_path, run32, capsys):
     out = tmp_path / "sweep"
     config = _write(tmp_path / "sweep.json", {"checkpoint": str(run32), **COMMON, "out": str(out),
@@ -89,6 +90,7 @@ def test_two_cell_sweep_writes_table_and_resumes(tmp_path, run32, capsys):
     assert (got["reused"], got["computed"]) == (1, 1) and len(got["rows"]) == 2
 
 
+@pytest.mark.slow
 def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, run32):
     steps = [run32 / "checkpoints" / "step_00000002", run32 / "checkpoints" / "step_00000004"]
     config = _write(tmp_path / "s.json", {"checkpoint": [str(s) for s in steps], **COMMON, "out": str(tmp_path / "o"),
@@ -105,6 +107,7 @@ def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, run32):
         run_sweep(load_spec(twice), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_train_grid_trains_each_setting_once(tmp_path, data_root):
     base = _write(tmp_path / "base.json", _tiny32(steps=1, checkpoint_every=1).to_dict())
     config = _write(tmp_path / "train.json", {
@@ -162,8 +165,8 @@ def test_missing_config_and_checkpoint(tmp_path, capsys):
     assert len(err) == 1 and "no-run" in err[0]
 
 
-def test_steps_beyond_the_checkpoint_fail_before_sampling(tmp_path, run32):
-    cfg = _write(tmp_path / "c.json", {"checkpoint": str(run32), **COMMON, "out": str(tmp_path / "o"),
+def test_steps_beyond_the_checkpoint_fail_before_sampling(tmp_path, tiny_run):
+    cfg = _write(tmp_path / "c.json", {"checkpoint": str(tiny_run), **COMMON, "out": str(tmp_path / "o"),
                                        "grid": {"steps": [2, 5000]}})
     with pytest.raises(LargoError, match="5000"):
         run_sweep(load_spec(cfg), log=lambda *a: None)

@@ -61,7 +61,8 @@ def test_resume_reaches_bitwise_identical_weights(uninterrupted, tmp_path):
     assert steps == [2, 3, 4, 6]  # 3 ended the first process; no step is logged twice
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddpm", TIMESTEPS), ("ddim", 5)])  # DDPM: the full chain
+@pytest.mark.parametrize("sampler,steps", [pytest.param("ddpm", TIMESTEPS, marks=pytest.mark.slow),  # full chain
+                                           ("ddim", 5)])
 def test_sample_cli_writes_grid_and_one_png_per_image(uninterrupted, tmp_path, sampler, steps):
     run, _ = uninterrupted
     out = tmp_path / sampler

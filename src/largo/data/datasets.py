@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.datasets as tvd
 from PIL import Image
 
 from largo.config.choices import SPLITS
@@ -183,6 +182,8 @@ def _missing(name: str, root: Path, expected: str, cause: BaseException | None =
 
 
 def _decode_tensor_dataset(name: str, root: Path, resolution: int, download: bool) -> ImageSet:
+    import torchvision.datasets as tvd  # here, not at the top: torchvision's import costs seconds (torch._dynamo)
+
     cls = {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
     expected = {"fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
                 "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
@@ -233,6 +234,8 @@ def _load_pil(path: Path, resolution: int, mode: str) -> np.ndarray:
 
 
 def _decode_flowers(root: Path, resolution: int, download: bool) -> ImageSet:
+    import torchvision.datasets as tvd  # here, not at the top: torchvision's import costs seconds (torch._dynamo)
+
     files: list[Path] = []
     labels: list[int] = []
     try:
