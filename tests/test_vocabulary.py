@@ -73,5 +73,6 @@ def test_the_flags_take_the_vocabulary_without_loading_torch():
     import subprocess
     import sys
 
-    code = "import sys, largo.cli; largo.cli.build_parser(); assert 'torch' not in sys.modules, 'the parser loaded torch'"
+    code = ("import sys, largo.cli; largo.cli.build_parser(); "
+            "assert 'torch' not in sys.modules, 'the parser loaded torch'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,8 +15,9 @@ from largo.config.presets import AUTOENCODER_PRESETS, PRESETS, preset_config
 from largo.config.run import (SECTION_NAMES, SECTIONS, DataConfig, DiffusionConfig, ModelConfig, RunConfig,
                               SampleConfig, SectionedConfig, TrainConfig, coerce_value, field_types)
 
-__all__ = ["AUTOENCODER_PRESETS", "LATENT_NORMS", "PRECISIONS", "PREDICTIONS", "PRESETS", "RERANK_CRITICS", "SAMPLERS", "SAMPLE_PRECISIONS", "SCHEDULES",
-           "SECTIONS", "SECTION_NAMES", "SPACINGS", "SPLITS", "WEIGHTINGS", "WEIGHTS", "AutoencoderConfig", "AutoencoderLossConfig",
-           "AutoencoderRunConfig", "DataConfig", "DiffusionConfig", "ModelConfig", "RunConfig", "SampleConfig",
-           "SectionedConfig", "TrainConfig", "add_config_flags", "check_overrides", "check_sampling", "coerce_value",
-           "field_sections", "field_types", "flag_overrides", "parse_bool", "preset_config", "with_overrides"]
+__all__ = ["AUTOENCODER_PRESETS", "LATENT_NORMS", "PRECISIONS", "PREDICTIONS", "PRESETS", "RERANK_CRITICS", "SAMPLERS",
+           "SAMPLE_PRECISIONS", "SCHEDULES", "SECTIONS", "SECTION_NAMES", "SPACINGS", "SPLITS", "WEIGHTINGS", "WEIGHTS",
+           "AutoencoderConfig", "AutoencoderLossConfig", "AutoencoderRunConfig", "DataConfig", "DiffusionConfig",
+           "ModelConfig", "RunConfig", "SampleConfig", "SectionedConfig", "TrainConfig", "add_config_flags",
+           "check_overrides", "check_sampling", "coerce_value", "field_sections", "field_types", "flag_overrides",
+           "parse_bool", "preset_config", "with_overrides"]

@@ -20,7 +20,8 @@ from largo.io import atomic_write_json
 from largo.metrics.evaluate import write_result
 from largo.runtime import resolve_device
 from largo.sampling import LoadedModel, load_model
-from largo.sweep.cells import cell_key, cell_options, cell_settings, cell_status, find_reusable, nfe, read_cell, sampling_cells
+from largo.sweep.cells import (cell_key, cell_options, cell_settings, cell_status, find_reusable, nfe, read_cell,
+                               sampling_cells)
 from largo.sweep.spec import SWEEP_FORMAT, SWEEP_VERSION, SweepSpec, fail, train_cells
 from largo.sweep.table import fmt, row_from_result, write_table
 from largo.train import Trainer

@@ -40,7 +40,7 @@ def row_from_result(r: dict) -> dict:
         "cell": r["name"], "checkpoint_step": src.get("step"), "weights": src["weights"], "sampler": src["sampler"],
         "steps": src["steps"], "nfe": s["nfe"], "cfg": src["cfg"], "eta": src["eta"], "spacing": src["spacing"],
         "clip_x0": src.get("clip_x0", False),
-        "precision": src.get("precision", src.get("sample_precision", "auto")),  # cells written before the one vocabulary
+        "precision": src.get("precision", src.get("sample_precision", "auto")),  # older cells: sample_precision
         "n": src["n"], "seed": src["seed"],
         "class_acc": _get(cls, "accuracy", "overall"), "fd_cls": _get(cls, "fd", "value"),
         "kid_cls": _get(cls, "kid", "mean"), "precision_cls": _get(cls, "precision_recall", "precision"),
