@@ -1,10 +1,11 @@
-# largo: `make demo` (the main job) and `make test`. Both create .venv from nothing when it is missing.
+# largo: `make demo` (the main job), `make test` (the whole suite, as CI runs it) and `make test-fast` (the suite
+# without the end-to-end tests marked `slow`: under a minute, for between two edits). All create .venv when missing.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test studies venv clean-venv
+.PHONY: demo test test-fast studies venv clean-venv
 
 venv: $(STAMP)
 
@@ -19,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~2 h on 2 cores; every
 # finished cell is kept, so an interrupted run continues where it stopped).

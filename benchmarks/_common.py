@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+import torch
+
+from largo.data import ImageSet
+
 
 def load_average() -> str:
     """The 1/5/15-minute load average: other jobs on the machine slow every timed model alike."""
@@ -11,3 +15,16 @@ def load_average() -> str:
         return " ".join(f"{v:.1f}" for v in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def synthetic_images(channels: int, classes: int, resolution: int, n: int) -> ImageSet:
+    """n seeded random uint8 images of a dataset's shape, classes cycled: `Trainer(data=...)` without the dataset."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, channels, resolution, resolution), dtype=torch.uint8, generator=g)
+    return ImageSet(images, torch.arange(n) % classes, [f"class{i}" for i in range(classes)])

@@ -20,20 +20,20 @@ from pathlib import Path
 
 import torch
 
-import largo.train.trainer as trainer_mod
-from _common import load_average
+from _common import load_average, synthetic_images
 from largo.config import preset_config
-from largo.data.datasets import ImageSet
+from largo.data import ImageSet
+from largo.train import Trainer
 
 
-def trainer(aux: bool, batch: int, precision: str, tmp: str) -> trainer_mod.Trainer:
+def trainer(aux: bool, batch: int, precision: str, tmp: str, data: ImageSet) -> Trainer:
     cfg = preset_config("demo")
     cfg.train = dataclasses.replace(cfg.train, batch_size=batch, device="cpu", precision=precision, steps=10**6,
                                     max_minutes=0.0, checkpoint_every=10**6, lr_warmup=0)
     if aux:
         cfg.diffusion = dataclasses.replace(cfg.diffusion, perceptual_weight=0.1, feature_match_weight=0.05,
                                             aux_net="classifier:fashion_mnist-32-critic")
-    return trainer_mod.Trainer(cfg, Path(tmp) / ("aux" if aux else "plain"), progress=False)
+    return Trainer(cfg, Path(tmp) / ("aux" if aux else "plain"), progress=False, data=data)
 
 
 def main() -> None:
@@ -43,12 +43,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--precision", default="fp32")
     a = p.parse_args()
-    g = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.randint(0, 256, (1024, 1, 32, 32), dtype=torch.uint8, generator=g), torch.arange(1024) % 10,
-                    [f"class{i}" for i in range(10)])
-    trainer_mod.load_images = lambda *args, **kw: data  # the Trainer reads its data through this name
+    data = synthetic_images(1, 10, 32, 1024)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {"plain": trainer(False, a.batch, a.precision, tmp), "aux": trainer(True, a.batch, a.precision, tmp)}
+        runs = {"plain": trainer(False, a.batch, a.precision, tmp, data),
+                "aux": trainer(True, a.batch, a.precision, tmp, data)}
         seconds = {k: 0.0 for k in runs}
         for tr in runs.values():
             tr.train_step()  # warm-up

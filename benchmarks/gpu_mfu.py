@@ -60,10 +60,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import largo.train.trainer as trainer_mod
+from _common import sync, synthetic_images
 from largo.config import preset_config
-from largo.data.datasets import ImageSet
 from largo.models import count_parameters
-from largo.runtime import autocast
+from largo.runtime import autocast, resolve_device
 from largo.sampling import generate_images
 from largo.train.diffusion_task import DiffusionTask
 
@@ -137,31 +137,15 @@ def run_config(a: argparse.Namespace, v: Variant):
     return cfg
 
 
-def synthetic(resolution: int, n: int) -> ImageSet:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, resolution, resolution), dtype=torch.uint8, generator=g)
-    return ImageSet(images, torch.arange(n) % CLASSES, [f"class{i}" for i in range(CLASSES)])
+class DiffusersTask(DiffusionTask):
+    """The diffusion task with diffusers' matched UNet2DModel instead of our U-Net (variant model `diffusers`)."""
 
+    def build_net(self) -> torch.nn.Module:
+        from unet_vs_diffusers import DiffusersAdapter, diffusers_unet  # benchmarks/, next to this script
 
-@contextlib.contextmanager
-def network(model: str):
-    """While the Trainer is built: `diffusers` makes it build the matched UNet2DModel instead of ours."""
-    if model == "ours":
-        yield
-        return
-    from unet_vs_diffusers import DiffusersAdapter, diffusers_unet  # benchmarks/, next to this script
-
-    def build_net(self):
         net = DiffusersAdapter(diffusers_unet(self.cfg.model, self.cfg.net_size)[0])
         net.num_classes = self.cfg.model.num_classes  # the loss reads the null class from here, as from ours
         return net
-
-    original = DiffusionTask.build_net
-    DiffusionTask.build_net = build_net
-    try:
-        yield
-    finally:
-        DiffusionTask.build_net = original
 
 
 def set_backends(v: Variant) -> None:
@@ -181,18 +165,12 @@ def compiled(fn: torch.nn.Module, mode: str) -> torch.nn.Module:
 
 def build(a: argparse.Namespace, v: Variant, tmp: str) -> trainer_mod.Trainer:
     cfg = run_config(a, v)
-    data = synthetic(cfg.data.resolution, max(4 * v.batch, 1024))
-    trainer_mod.load_images = lambda *args, **kw: data  # the Trainer reads its data through this name
-    with network(v.model):
-        tr = trainer_mod.Trainer(cfg, Path(tmp), progress=False)
+    data = synthetic_images(3, CLASSES, cfg.data.resolution, max(4 * v.batch, 1024))
+    task = DiffusersTask(cfg, resolve_device(cfg.train.device)) if v.model == "diffusers" else None
+    tr = trainer_mod.Trainer(cfg, Path(tmp), progress=False, data=data, task=task)
     if "noema" in v.flags:
         tr.ema.update = lambda net: None
     return tr
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # -- FLOPs -------------------------------------------------------------------------------------------------
@@ -265,7 +243,7 @@ def measure_sample(a: argparse.Namespace, v: Variant, tr: trainer_mod.Trainer) -
     net = tr.ema.net.to(memory_format=torch.channels_last) if v.channels_last else tr.ema.net
     fn = compiled(net, v.compile)
     labels = torch.arange(v.batch) % CLASSES
-    kw = {"sampler": "dpmpp2m", "steps": a.sample_nfe, "cfg_scale": a.cfg, "batch_size": v.batch,
+    kw = {"sampler": "dpmpp2m", "steps": a.sample_nfe, "cfg": a.cfg, "batch_size": v.batch,
           "device": tr.device, "precision": "fp32" if "fp32" in v.flags else "auto"}
     t0 = time.perf_counter()
     generate_images(fn, tr.cfg, labels, **kw)  # compilation, allocations

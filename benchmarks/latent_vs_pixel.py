@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from _common import load_average
+from _common import load_average, sync
 from largo.config import AUTOENCODER_PRESETS, AutoencoderConfig, preset_config
 from largo.diffusion.loss import diffusion_loss
 from largo.diffusion.schedules import NoiseSchedule
@@ -37,11 +37,6 @@ from largo.models import build_unet, count_parameters
 from largo.models.autoencoder import build_autoencoder
 from largo.runtime import PeakMemory, resolve_device
 from largo.sampling import SamplingOptions, generate_images
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def nets(device: torch.device):
@@ -102,7 +97,7 @@ def speed(a: argparse.Namespace, device: torch.device) -> dict:
     labels = torch.arange(a.sample_batch) % 102
     for name, (cfg, net), latent in (("pixel", (pcfg, pnet), None), ("latent", (lcfg, lnet), _Decoder(ae))):
         net.eval()
-        options = SamplingOptions.resolve(cfg, steps=20, cfg_scale=3.0)
+        options = SamplingOptions.resolve(cfg, steps=20, cfg=3.0)
         generate_images(net, cfg, labels[:1], options=dataclasses.replace(options, steps=1), device=device,
                         latent=latent)
         t0 = time.perf_counter()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     d = model.cfg.data
     k = len(model.class_names)
     labels = torch.arange(a.n) % k
-    samples = model.generate(labels, list(range(a.n)), sampler=a.sampler, steps=a.steps, cfg_scale=a.cfg,
+    samples = model.generate(labels, list(range(a.n)), sampler=a.sampler, steps=a.steps, cfg=a.cfg,
                              batch_size=a.batch_size, device=device)
     t_gen = time.time() - t0
     print(f"generated {a.n} samples in {t_gen:.0f} s", flush=True)

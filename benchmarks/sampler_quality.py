@@ -23,8 +23,9 @@ import os
 import time
 from pathlib import Path
 
+from largo.config import SAMPLE_PRECISIONS, SAMPLERS as ALL_SAMPLERS
+
 REPO = Path(__file__).resolve().parents[1]
-ALL_SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m", "euler", "heun")
 PURPLE, BROWN = (148, 103, 189), (140, 86, 75)
 HAND_WRITTEN = "<!-- hand-written from here on: kept when the benchmark rewrites the page -->"
 
@@ -42,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the checkpoint's)")
     p.add_argument("--clip-x0", dest="clip_x0", action=argparse.BooleanOptionalAction, default=True,
                    help="clip x0 estimates to [-1, 1] (largo's sampling default; default on)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    p.add_argument("--precision", choices=SAMPLE_PRECISIONS, default="auto",
                    help="network precision while sampling (bf16 on CPU: autocast, 1.8x faster with AMX)")
     p.add_argument("--note", default="", help="a scope note for the report (what was left out and why)")
     p.add_argument("--nfe", default="5,10,20,50,100")
@@ -69,7 +70,7 @@ def build_grid(samplers: list[str], nfes: list[int], skip: set[tuple[str, int]],
             steps.append(1000)
         steps += [k for e, k in extra if e == s and k not in steps]
         if steps:
-            grid.append({"sampler": [s], "steps": steps, "clip_x0": [clip_x0], "sample_precision": [precision],
+            grid.append({"sampler": [s], "steps": steps, "clip_x0": [clip_x0], "precision": [precision],
                          **({"cfg": [cfg]} if cfg is not None else {})})
     return grid
 
@@ -98,7 +99,7 @@ def real_floor(spec, log=print) -> dict:
                  log=log)
     cls = next(v for name, v in r["feature_spaces"].items() if name.startswith("classifier"))
     return {"class_acc": cls["accuracy"]["overall"], "fd_cls": cls["fd"]["value"], "kid_cls": cls["kid"]["mean"],
-            "precision": cls["precision_recall"]["precision"], "recall": cls["precision_recall"]["recall"],
+            "precision_cls": cls["precision_recall"]["precision"], "recall_cls": cls["precision_recall"]["recall"],
             "var_ratio": r["variance_gap"]["var_ratio_mean"]}
 
 
@@ -252,7 +253,7 @@ def write_doc(spec, rows, samplers, floor, meta, args, doc: Path, plot_path: Pat
     lines += ["", "### Variance gap: var_gen / var_real of pixel intensities (1 = no gap)", ""]
     lines += pivot(rows, samplers, "var_ratio", 3)
     lines += ["", "### Precision / recall (classifier features)", ""]
-    pr = [{**r, "pr": f"{_f(r['precision'], 2)} / {_f(r['recall'], 2)}"} for r in rows]
+    pr = [{**r, "pr": f"{_f(r['precision_cls'], 2)} / {_f(r['recall_cls'], 2)}"} for r in rows]
     steps = sorted({r["steps"] for r in rows})
     lines += ["| sampler | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "|".join("---:" for _ in steps) + "|"]
     for s in samplers:

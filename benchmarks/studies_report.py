@@ -72,24 +72,24 @@ def save_plot(panels: list[Panel], name: str, title: str, doc_dir: Path) -> str:
     return f"![{name}](studies/{name}.png)"
 
 
-COMMON = [("class_acc", "class acc.", 3), ("fd_cls", "FD (cls)", 3), ("recall", "recall", 2),
+COMMON = [("class_acc", "class acc.", 3), ("fd_cls", "FD (cls)", 3), ("recall_cls", "recall", 2),
           ("var_ratio", "var ratio", 3)]
 
 
 # -- the studies ---------------------------------------------------------------------------------------
 def sampling_efficiency(rows, spec, doc_dir) -> list[str]:
-    rows = sorted(rows, key=lambda r: (r["sample_precision"] != "bf16", r["nfe"], r["sampler"]))
+    rows = sorted(rows, key=lambda r: (r["precision"] != "bf16", r["nfe"], r["sampler"]))
     lines = table(rows, [("sampler", "sampler", 0), ("steps", "steps", 0), ("nfe", "NFE", 0),
-                         ("sample_precision", "network", 0), *COMMON, ("s_per_img", "s / image", 3),
+                         ("precision", "network", 0), *COMMON, ("s_per_img", "s / image", 3),
                          ("peak_mem_mb", "peak RSS MB", 4), ("mem_delta_mb", "RSS rise MB", 3)])
-    get = {(r["sampler"], r["steps"], r["sample_precision"]): r for r in rows}
+    get = {(r["sampler"], r["steps"], r["precision"]): r for r in rows}
     ddpm, ddim250 = get.get(("ddpm", 1000, "bf16")), get.get(("ddim", 250, "bf16"))
-    fast = min((r for r in rows if r["nfe"] <= 20 and r["sample_precision"] == "bf16"), key=lambda r: r["fd_cls"])
+    fast = min((r for r in rows if r["nfe"] <= 20 and r["precision"] == "bf16"), key=lambda r: r["fd_cls"])
     series = [Series([math.log10(r["s_per_img"]) for r in rs], [r["fd_cls"] for r in rs], COLORS[s], s, width=2)
-              for s in COLORS if (rs := sorted((r for r in rows if r["sampler"] == s and r["sample_precision"] == "bf16"),
+              for s in COLORS if (rs := sorted((r for r in rows if r["sampler"] == s and r["precision"] == "bf16"),
                                                key=lambda r: r["s_per_img"]))]
     single = [f"{r['sampler']} {r['steps']}: FD {f(r['fd_cls'])} at {f(r['s_per_img'])} s (a single point)"
-              for s in COLORS if len(rs := [r for r in rows if r["sampler"] == s and r["sample_precision"] == "bf16"]) == 1
+              for s in COLORS if len(rs := [r for r in rows if r["sampler"] == s and r["precision"] == "bf16"]) == 1
               for r in rs]
     pic = save_plot([Panel("FD in classifier features vs wall time", series, xlabel="log10 seconds per image",
                            ylabel="FD", logy=True, notes=single)], "sampling_efficiency", "Study 1: quality vs time",
@@ -176,22 +176,22 @@ def ema_vs_online(rows, spec, doc_dir) -> list[str]:
 
 def cfg_scale(rows, spec, doc_dir) -> list[str]:
     rows = sorted(rows, key=lambda r: r["cfg"])
-    lines = table(rows, [("cfg", "w", 3), *COMMON, ("precision", "precision", 2), ("s_per_img", "s / image", 3)])
+    lines = table(rows, [("cfg", "w", 3), *COMMON, ("precision_cls", "precision", 2), ("s_per_img", "s / image", 3)])
     ws = [r["cfg"] for r in rows]
     pic = save_plot([Panel("class accuracy", [Series(ws, [r["class_acc"] for r in rows], BLUE, "accuracy", width=2)],
                            xlabel="guidance scale w", ylabel="accuracy"),
                      Panel("FD in classifier features (lower is better)", [Series(ws, [r["fd_cls"] for r in rows], ORANGE, "FD", width=2)],
                            xlabel="guidance scale w", ylabel="FD", logy=True),
-                     Panel("diversity", [Series(ws, [r["recall"] for r in rows], GREEN, "recall", width=2),
-                                         Series(ws, [r["precision"] for r in rows], RED, "precision", width=2)],
+                     Panel("diversity", [Series(ws, [r["recall_cls"] for r in rows], GREEN, "recall", width=2),
+                                         Series(ws, [r["precision_cls"] for r in rows], RED, "precision", width=2)],
                            xlabel="guidance scale w", ylabel="precision / recall")],
                     "cfg_scale", "Study 4: guidance scale", doc_dir)
     best_fd, best_acc = min(rows, key=lambda r: r["fd_cls"]), max(rows, key=lambda r: r["class_acc"])
-    best_rec = max(rows, key=lambda r: r["recall"])
+    best_rec = max(rows, key=lambda r: r["recall_cls"])
     lo, hi = rows[0], rows[-1]
     text = (f"Accuracy rises from {f(lo['class_acc'])} at w = {f(lo['cfg'])} to {f(best_acc['class_acc'])} at "
             f"w = {f(best_acc['cfg'])} ({f(hi['class_acc'])} at w = {f(hi['cfg'])}), while recall (the share of real "
-            f"images covered by the samples) goes from {f(lo['recall'], 2)} to {f(hi['recall'], 2)} (highest: {f(best_rec['recall'], 2)} at w = {f(best_rec['cfg'])}) and the variance "
+            f"images covered by the samples) goes from {f(lo['recall_cls'], 2)} to {f(hi['recall_cls'], 2)} (highest: {f(best_rec['recall_cls'], 2)} at w = {f(best_rec['cfg'])}) and the variance "
             f"ratio from {f(lo['var_ratio'])} to {f(hi['var_ratio'])}: guidance buys class fidelity with diversity. "
             f"FD, which penalises both, is lowest at w = {f(best_fd['cfg'])} ({best_fd['fd_cls']:.2f}). w = 0 and "
             f"w = 1 cost about half as much per image: one network pass instead of the batched "
@@ -258,16 +258,16 @@ def variance_gap(rows, spec, doc_dir) -> list[str]:
 def auxiliary_losses(rows, spec, doc_dir) -> list[str]:
     rows = sorted(rows, key=lambda r: (r["train.perceptual_weight"], r["train.feature_match_weight"]))
     lines = table(rows, [("train.perceptual_weight", "perceptual", 2), ("train.feature_match_weight", "feature match.", 2),
-                         *COMMON, ("precision", "precision", 2), ("train_minutes", "train min", 3)])
+                         *COMMON, ("precision_cls", "precision", 2), ("train_minutes", "train min", 3)])
     get = {(r["train.perceptual_weight"], r["train.feature_match_weight"]): r for r in rows}
     base, perc, both = get.get((0.0, 0.0)), get.get((0.1, 0.0)), get.get((0.1, 0.05))
     text = []
     if base and perc and both:
         se = math.sqrt(base["class_acc"] * (1 - base["class_acc"]) / spec.n)
         text.append(f"Against no auxiliary loss (accuracy {f(base['class_acc'])}, FD {f(base['fd_cls'])}, recall "
-                    f"{f(base['recall'])}): perceptual 0.1 gives accuracy {f(perc['class_acc'])}, FD "
-                    f"{f(perc['fd_cls'])}, recall {f(perc['recall'])}; perceptual 0.1 + feature matching 0.05 gives "
-                    f"{f(both['class_acc'])}, FD {f(both['fd_cls'])}, recall {f(both['recall'])}. The standard error "
+                    f"{f(base['recall_cls'])}): perceptual 0.1 gives accuracy {f(perc['class_acc'])}, FD "
+                    f"{f(perc['fd_cls'])}, recall {f(perc['recall_cls'])}; perceptual 0.1 + feature matching 0.05 gives "
+                    f"{f(both['class_acc'])}, FD {f(both['fd_cls'])}, recall {f(both['recall_cls'])}. The standard error "
                     f"of an accuracy at N = {spec.n} is about {100 * se:.1f} points, and this is one seed: the "
                     f"perceptual term's gain of {100 * (perc['class_acc'] - base['class_acc']):.0f} points and "
                     f"{f(base['fd_cls'] - perc['fd_cls'])} in FD is about "

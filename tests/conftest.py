@@ -54,3 +54,10 @@ def train_tiny(tmp_path_factory, data_root):
         return run
 
     return train
+
+
+@pytest.fixture(scope="session")
+def tiny_run(train_tiny) -> Path:
+    """One finished tiny run (6 steps, checkpoints at 3 and 6) shared by every module that only reads it or writes
+    its own sub-folder (viz/); a test that changes a run copies it (`shutil.copytree`) or trains its own."""
+    return train_tiny("tiny-run")

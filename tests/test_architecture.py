@@ -13,6 +13,8 @@ MAX_FUNCTION_LINES = 60
 LONG_MARK = "# long function:"  # the reason a longer function is kept whole, on the lines just above its def
 # Optional dependencies, imported where they are used so largo works without them.
 OPTIONAL = ("diffusers", "torch_fidelity", "torchmetrics", "torch.utils.tensorboard", "open_clip")
+# Required, but seconds to import (torchvision loads torch._dynamo): imported where a dataset is decoded or VGG built.
+SLOW_TO_IMPORT = ("torchvision",)
 
 
 def _modules():
@@ -44,7 +46,7 @@ def test_imports_inside_functions_are_only_for_optional_dependencies_and_the_cli
     for path in _modules():
         in_cli = path.parent.name == "cli"
         for line, module in _local_imports(ast.parse(path.read_text())):
-            if module.startswith(OPTIONAL) or (in_cli and module.startswith("largo")):
+            if module.startswith(OPTIONAL + SLOW_TO_IMPORT) or (in_cli and module.startswith("largo")):
                 continue
             offenders.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
     assert not offenders, "\n".join(offenders)
@@ -74,6 +76,7 @@ def test_every_module_is_listed_in_the_architecture_doc():
     assert not missing, f"docs/ARCHITECTURE.md does not list: {', '.join(missing)}"
 
 
+@pytest.mark.slow
 def test_the_public_api_is_exported_lazily():
     import subprocess
     import sys

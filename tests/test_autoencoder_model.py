@@ -202,6 +202,7 @@ def test_loss_config_validation(change, message):
         AutoencoderLossConfig(**change).validate()
 
 
+@pytest.mark.slow
 def test_training_on_real_images_reduces_reconstruction_loss(data_root):
     from largo.data import load_images
 

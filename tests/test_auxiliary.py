@@ -50,6 +50,7 @@ def test_auxiliary_losses_are_zero_outside_their_noise_range():
     assert all(torch.equal(a, b) for a, b in zip(g_plain, g_total))
 
 
+@pytest.mark.slow
 def test_a_tiny_run_trains_with_auxiliary_losses(tmp_path, data_root):
     cfg = tiny_config(steps=4, log_every=2)
     cfg.diffusion = dataclasses.replace(cfg.diffusion, perceptual_weight=0.1, feature_match_weight=0.05,

@@ -26,6 +26,7 @@ def tiny_classifier(tmp_path_factory, data_root):
     return out
 
 
+@pytest.mark.slow
 def test_train_save_reload_evaluate(tiny_classifier, data_root):
     config = json.loads((tiny_classifier / "config.json").read_text())
     assert config["dataset"] == "fashion_mnist" and config["resolution"] == 32
@@ -45,6 +46,7 @@ def test_train_save_reload_evaluate(tiny_classifier, data_root):
     check_classifier(loaded, "fashion_mnist", 32, 1, test.class_names)
 
 
+@pytest.mark.slow
 def test_classifier_checks_dataset_resolution_and_integrity(tiny_classifier, tmp_path):
     _, config = load_classifier(tiny_classifier)
     with pytest.raises(LargoError, match="trained on 'fashion_mnist', not 'mnist'"):
@@ -62,6 +64,7 @@ def test_classifier_checks_dataset_resolution_and_integrity(tiny_classifier, tmp
         load_classifier(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_shipped_fashion_mnist_classifier(data_root):
     config = json.loads((SHIPPED / "config.json").read_text())
     assert config["test_accuracy"] >= 0.90 and config["n_test"] == 10000
@@ -82,6 +85,7 @@ def test_classifier_bad_flags_exit_2(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_vgg_architecture_trains_reloads_and_is_independent(tmp_path, data_root):
     """The second judge's architecture: plain conv + BatchNorm + max-pooling, no residuals, its own weights."""
     out = tmp_path / "fashion_mnist-32-vgg"

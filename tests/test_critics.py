@@ -41,6 +41,7 @@ def test_rerank_flags(tmp_path, capsys):
         assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_recognisability_along_the_reverse_process(tmp_path):
     """Accuracy on x_t and x̂0 at every step of a real model; the last x̂0 is the sample itself."""
     import json
@@ -59,6 +60,7 @@ def test_recognisability_along_the_reverse_process(tmp_path):
     assert out.is_file() and len(json.loads(out.with_suffix(".json").read_text())["rows"]) == 4
 
 
+@pytest.mark.slow
 def test_clip_scores_and_clip_reranking_plumbing(tmp_path, capsys):
     """Plumbing only: a randomly initialised CLIP of a real architecture (open_clip's ViT-S-32) saved to disk and
     loaded offline. No number from it is a CLIP score; the test checks that every path runs and reports."""

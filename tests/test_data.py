@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import torch
 
 from largo.data import BatchStream, load_images
@@ -22,6 +23,7 @@ def test_mnist_digits(data_root):
     assert s.labels[:4].tolist() == [7, 2, 1, 0]
 
 
+@pytest.mark.slow
 def test_flowers_generative_split_merges_all_official_splits(data_root):
     train = load_images("flowers102", "train", 32, str(data_root))
     test = load_images("flowers102", "test", 32, str(data_root))

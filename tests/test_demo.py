@@ -3,6 +3,7 @@ shipped classifier and the independent one of another architecture, whose verdic
 
 import json
 
+import pytest
 import torch
 
 from largo.cli import main
@@ -10,6 +11,7 @@ from largo.demo import run_demo
 from largo.runtime import describe_precision, resolve_precision
 
 
+@pytest.mark.slow
 def test_demo_trains_draws_and_ends_with_both_verdicts(tmp_path, data_root):
     lines = []
     run = tmp_path / "demo"

@@ -109,6 +109,7 @@ def test_reference_features_are_cached(tmp_path, fashion_test):
     assert torch.equal(extract(space, x, 7)["features"], first["features"])
 
 
+@pytest.mark.slow
 def test_eval_with_random_inception_weights_marks_them_unverified(tmp_path, fashion_test, data_root):
     """Plumbing only: torch-fidelity's Inception with random weights must never pass for FID."""
     torchvision = pytest.importorskip("torchvision")
@@ -128,14 +129,14 @@ def test_eval_with_random_inception_weights_marks_them_unverified(tmp_path, fash
     assert space["inception_score"]["mean"] >= 1.0 and space["sha256"] == sha256_file(weights)
 
 
-def test_eval_run_dir_samples_and_evaluates(tmp_path, data_root, capsys):
-    from helpers import tiny_config
+def test_eval_run_dir_samples_and_evaluates(tmp_path, data_root, tiny_run, capsys):
+    import shutil
+
     from largo.metrics.classifier import save_classifier
     from largo.metrics.classifier_training import train_classifier
-    from largo.train.trainer import Trainer
 
     run = tmp_path / "run"
-    Trainer(tiny_config(steps=1, checkpoint_every=1), run, progress=False).fit()
+    shutil.copytree(tiny_run, run)
     train = load_images("fashion_mnist", "train", 16, str(data_root))
     r = train_classifier(train.images[:200], train.labels[:200], train.images[200:300], train.labels[200:300],
                          train.class_names, epochs=1, batch_size=100, log=lambda s: None)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from largo.checkpoint import read_meta, resolve_checkpoint
@@ -11,6 +12,7 @@ from largo.sampling import generate_images, load_model
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_cpu_fashion_checkpoint_draws_recognisable_classes():
     ckpt = resolve_checkpoint("fashion_mnist-32-cpu")
     assert ckpt == REPO / "checkpoints" / "fashion_mnist-32-cpu"

@@ -29,8 +29,9 @@ OTHER = {"variance_gap": -0.031415, "note": "a <b>markup</b> & ampersand"}
 
 
 @pytest.fixture(scope="module")
-def report(train_tiny):
-    run = train_tiny("report-run")
+def report(tiny_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(tiny_run, run)  # the report reads every eval JSON of its run: a copy holds only these
     (run / "eval").mkdir()
     (run / "eval" / "ddim-4-cfg3.json").write_text(json.dumps(METRICS, indent=2))
     (run / "eval" / "nested").mkdir()

@@ -48,7 +48,9 @@ def _denoiser(prediction="eps", kind="linear", ztsnr=False, **kw):
 # (sampler, steps, relative tolerance on the std, extra args): tolerances follow each sampler's discretisation
 # error at that NFE on this problem (sharp around σ ≈ STD), plus ~2 % sampling error. (Respaced DDPM with few
 # steps is known to under-disperse with β̃, so it is only checked on the full grid.)
-CASES = [("ddpm", 1000, 0.04, {}), ("ddpm", 1000, 0.04, {"ddpm_variance": "beta"}), ("ddim", 100, 0.05, {}),
+SLOW = pytest.mark.slow  # DDPM's 1000 steps: the other samplers cover the fast set
+CASES = [pytest.param("ddpm", 1000, 0.04, {}, marks=SLOW),
+         pytest.param("ddpm", 1000, 0.04, {"ddpm_variance": "beta"}, marks=SLOW), ("ddim", 100, 0.05, {}),
          ("ddim", 100, 0.05, {"eta": 0.5}), ("dpmpp2m", 25, 0.05, {}), ("dpmpp3m", 25, 0.05, {}),
          ("euler", 200, 0.04, {}), ("heun", 79, 0.04, {})]
 

@@ -31,10 +31,10 @@ def _files(*roots: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(train_tiny, tmp_path_factory) -> Path:
+def runs(tiny_run, tmp_path_factory) -> Path:
     """A runs folder with the tiny run two levels down and an autoencoder run that must not be listed."""
     root = tmp_path_factory.mktemp("serve-runs")
-    shutil.copytree(train_tiny("serve-run"), root / "study" / "tiny")
+    shutil.copytree(tiny_run, root / "study" / "tiny")
     ae = root / "ae" / "checkpoints" / "step_00000001"
     ae.mkdir(parents=True)
     (root / "ae" / "config.json").write_text("{}")
@@ -83,7 +83,9 @@ def test_generation_arrives_as_pngs_with_settings_trajectories_and_a_zip(client)
     settings = json.loads(image.text["largo"])
     assert settings | {"largo_version": "-"} == {"model": "study/tiny", "class": "Sneaker", "class_index": 7, "seed": 6,
                                                   "sampler": "ddim", "steps": 4, "cfg": settings["cfg"], "eta": 0.0,
-                                                  "spacing": settings["spacing"], "largo_version": "-"}
+                                                  "spacing": settings["spacing"], "cfg_interval": None,
+                                                  "clip_x0": settings["clip_x0"], "precision": settings["precision"],
+                                                  "largo_version": "-"}
     one = client.get(job["images"][1]["url"], params={"download": 1})
     assert one.content == png.content and "attachment" in one.headers["content-disposition"]
     strip = client.get(job["images"][1]["trajectory_url"])

@@ -26,7 +26,7 @@ def _tiny32(**train):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, data_root):
+def run32(tmp_path_factory, data_root):
     run_dir = tmp_path_factory.mktemp("sweep-run") / "run"
     Trainer(_tiny32(steps=4, checkpoint_every=2, keep=2), run_dir, progress=False).fit()
     return run_dir
@@ -43,16 +43,17 @@ def _table(out):
         return reader.fieldnames, list(reader)
 
 
-def test_two_cell_sweep_writes_table_and_resumes(tmp_path, tiny_run, capsys):
+@pytest.mark.slow
+def test_two_cell_sweep_writes_table_and_resumes(tmp_path, run32, capsys):
     out = tmp_path / "sweep"
-    config = _write(tmp_path / "sweep.json", {"checkpoint": str(tiny_run), **COMMON, "out": str(out),
+    config = _write(tmp_path / "sweep.json", {"checkpoint": str(run32), **COMMON, "out": str(out),
                                               "grid": {"sampler": ["ddim", "dpmpp2m"], "steps": [3], "cfg": [2]}})
     assert main(["sweep", str(config)]) == 0
     header, rows = _table(out)
     assert header == BASE_COLUMNS
     assert [r["sampler"] for r in rows] == ["ddim", "dpmpp2m"]
     for r in rows:  # every metric the classifier space gives, the variance gap, time and memory are filled
-        for col in ("class_acc", "fd_cls", "kid_cls", "precision", "recall", "cm_fd", "var_ratio", "hist_tv",
+        for col in ("class_acc", "fd_cls", "kid_cls", "precision_cls", "recall_cls", "cm_fd", "var_ratio", "hist_tv",
                     "s_per_img", "peak_mem_mb", "nfe"):
             assert r[col] != "", col
         assert r["fid"] == "" and r["n"] == "20" and r["mem_kind"] == "rss"
@@ -79,7 +80,7 @@ def test_two_cell_sweep_writes_table_and_resumes(tmp_path, tiny_run, capsys):
     assert capsys.readouterr().out.count("stale ") == 2
 
     # another sweep reuses the finished cell it shares; euler ignores eta, so its two eta values are one cell
-    other = _write(tmp_path / "b.json", {"checkpoint": str(tiny_run), **COMMON, "out": str(tmp_path / "b"),
+    other = _write(tmp_path / "b.json", {"checkpoint": str(run32), **COMMON, "out": str(tmp_path / "b"),
                                          "reuse": [str(out)],
                                          "grid": [{"sampler": ["ddim"], "steps": [3], "cfg": [2]},
                                                   {"sampler": ["euler"], "steps": [2], "eta": [0.5, 1]}]})
@@ -90,22 +91,24 @@ def test_two_cell_sweep_writes_table_and_resumes(tmp_path, tiny_run, capsys):
     assert (got["reused"], got["computed"]) == (1, 1) and len(got["rows"]) == 2
 
 
-def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, tiny_run):
-    steps = [tiny_run / "checkpoints" / "step_00000002", tiny_run / "checkpoints" / "step_00000004"]
+@pytest.mark.slow
+def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, run32):
+    steps = [run32 / "checkpoints" / "step_00000002", run32 / "checkpoints" / "step_00000004"]
     config = _write(tmp_path / "s.json", {"checkpoint": [str(s) for s in steps], **COMMON, "out": str(tmp_path / "o"),
                                           "grid": {"sampler": ["ddim"], "steps": [2], "weights": ["ema", "online"],
-                                                   "sample_precision": ["bf16"]}})
+                                                   "precision": ["bf16"]}})
     got = run_sweep(load_spec(config), log=lambda *a: None)
     names = sorted(r["cell"] for r in got["rows"])
     assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}-clip-bf16" for s in (2, 4) for w in ("ema", "online")]
     assert sorted({r["checkpoint_step"] for r in got["rows"]}) == [2, 4]
-    assert {r["sample_precision"] for r in got["rows"]} == {"bf16"}
-    twice = _write(tmp_path / "d.json", {"checkpoint": [str(tiny_run), str(steps[1])], **COMMON, "out": str(tmp_path / "d"),
+    assert {r["precision"] for r in got["rows"]} == {"bf16"}
+    twice = _write(tmp_path / "d.json", {"checkpoint": [str(run32), str(steps[1])], **COMMON, "out": str(tmp_path / "d"),
                                          "grid": {"sampler": ["ddim"], "steps": [2]}})
     with pytest.raises(LargoError, match="same training step"):
         run_sweep(load_spec(twice), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_train_grid_trains_each_setting_once(tmp_path, data_root):
     base = _write(tmp_path / "base.json", _tiny32(steps=1, checkpoint_every=1).to_dict())
     config = _write(tmp_path / "train.json", {
@@ -133,7 +136,8 @@ BAD = [
     ("empty", {"out": "o", "checkpoint": "x", "grid": {"cfg": []}}, "empty"),
     ("grid key", {"out": "o", "checkpoint": "x", "grid": {"guidance": [1]}}, "unknown grid key"),
     ("n", {"out": "o", "checkpoint": "x", "n": 1}, '"n"'),
-    ("precision", {"out": "o", "checkpoint": "x", "grid": {"sample_precision": ["fp8"]}}, "sample_precision"),
+    ("precision", {"out": "o", "checkpoint": "x", "grid": {"precision": ["fp8"]}}, "unknown precision 'fp8'"),
+    ("old key", {"out": "o", "checkpoint": "x", "grid": {"sample_precision": ["bf16"]}}, 'is now "precision"'),
     ("checkpoint list", {"out": "o", "checkpoint": []}, '"checkpoint"'),
     ("eta", {"out": "o", "checkpoint": "x", "grid": {"eta": [2]}}, "eta"),
     ("train field", {"out": "o", "train_grid": {"shedule": ["cosine"]}}, "unknown train_grid field"),

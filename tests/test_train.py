@@ -1,5 +1,6 @@
 """A tiny run end to end: train, checkpoint, resume exactly, sample with DDPM and DDIM."""
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,15 @@ from largo.sampling import load_model
 from largo.train.trainer import Trainer
 
 
+TIMESTEPS = 200  # the tiny runs here diffuse over 200 timesteps: DDPM's full chain costs a fifth of 1000's
+
+
+def _config(**train_overrides):
+    cfg = tiny_config(**train_overrides)
+    cfg.diffusion = dataclasses.replace(cfg.diffusion, timesteps=TIMESTEPS)
+    return cfg
+
+
 def _weights(run_dir):
     ckpt = latest_checkpoint(run_dir)
     return load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
@@ -21,7 +31,7 @@ def _weights(run_dir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_root):
     run = tmp_path_factory.mktemp("full")
-    summary = Trainer(tiny_config(), run, progress=False).fit()
+    summary = Trainer(_config(), run, progress=False).fit()
     return run, summary
 
 
@@ -39,8 +49,8 @@ def test_run_directory_has_config_log_checkpoint_and_grid(uninterrupted):
 def test_resume_reaches_bitwise_identical_weights(uninterrupted, tmp_path):
     run, _ = uninterrupted
     part = tmp_path / "part"
-    Trainer(tiny_config(steps=3), part, progress=False).fit()  # stops after the step-3 checkpoint
-    resumed = Trainer(tiny_config(steps=6), part, resume=True, progress=False)
+    Trainer(_config(steps=3), part, progress=False).fit()  # stops after the step-3 checkpoint
+    resumed = Trainer(_config(steps=6), part, resume=True, progress=False)
     assert resumed.step == 3
     resumed.fit()
     full_model, full_ema = _weights(run)
@@ -51,7 +61,8 @@ def test_resume_reaches_bitwise_identical_weights(uninterrupted, tmp_path):
     assert steps == [2, 3, 4, 6]  # 3 ended the first process; no step is logged twice
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddpm", 1000), ("ddim", 5)])
+@pytest.mark.parametrize("sampler,steps", [pytest.param("ddpm", TIMESTEPS, marks=pytest.mark.slow),  # full chain
+                                           ("ddim", 5)])
 def test_sample_cli_writes_grid_and_one_png_per_image(uninterrupted, tmp_path, sampler, steps):
     run, _ = uninterrupted
     out = tmp_path / sampler
@@ -97,3 +108,38 @@ def test_cosine_lr_ends_with_the_time_budget(monkeypatch):
     assert fixed.horizon == 400 and fixed.lr_at(200) == pytest.approx(0.5e-3)
     constant = schedule.LRSchedule(1e-3, warmup=0, kind="constant", total_steps=400)
     assert constant.lr_at(399) == 1e-3
+
+
+def test_the_caller_injects_the_data_and_the_task(tmp_path):
+    """`Trainer(data=, task=)`: the caller's images and network are trained, without touching any dataset (no
+    data_root needed) or patching the library; a task that subclasses TrainTask gets the no-op hooks."""
+    from largo.data import ImageSet
+    from largo.train import DiffusionTask, TrainTask
+    from largo.train.trainer import make_task
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8, generator=g), torch.arange(32) % 4,
+                    ["a", "b", "c", "d"])
+    cfg = tiny_config(steps=2, checkpoint_every=2)
+    cfg.data.data_root = str(tmp_path / "nothing-here")
+
+    class Counting(DiffusionTask):
+        built = 0
+
+        def build_net(self):
+            Counting.built += 1
+            return super().build_net()
+
+    task = Counting(cfg, torch.device("cpu"))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False, data=data, task=task)
+    assert trainer.task is task and Counting.built == 1 and trainer.class_names == ["a", "b", "c", "d"]
+    assert trainer.cfg.model.num_classes == 4 and trainer.cfg.model.image_channels == 1
+    assert trainer.fit()["step"] == 2
+    assert type(make_task(cfg, torch.device("cpu"))) is DiffusionTask and TrainTask in DiffusionTask.__mro__
+
+    class Minimal(TrainTask):  # only what has no default; the hooks are TrainTask's no-ops
+        kind = "diffusion"
+
+    hooks = Minimal()
+    assert (hooks.meta(), hooks.state_dict(), hooks.setup(None, False), hooks.after_step(0, None),
+            hooks.check_resume({}), hooks.load_state_dict(None)) == ({}, {}, None, None, None, None)

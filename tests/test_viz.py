@@ -24,8 +24,8 @@ def grid_size(cols, rows, header_lines=1, sections=1):
 
 
 @pytest.fixture(scope="module")
-def run(train_tiny):
-    return train_tiny("viz-run")
+def run(tiny_run):
+    return tiny_run  # the pictures go to RUN/viz/, which no other module reads
 
 
 def _png(path):

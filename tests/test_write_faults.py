@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import SHARED_DATA
+from largo.cli import main
 
 LARGO = [sys.executable, "-m", "largo"]
 
@@ -35,16 +36,18 @@ def _one_line(proc) -> str:
 
 
 @pytest.mark.slow
-def test_full_disk_while_writing_leaves_earlier_files_intact(tmp_path):
+def test_full_disk_while_writing_leaves_earlier_files_intact(tmp_path, monkeypatch):
+    # The files written before each fault come from this process (main); only a limited run needs its own process.
+    monkeypatch.chdir(tmp_path)
     sample = ["sample", "fashion_mnist-32-cpu", "--classes", "Bag", "--n", "1", "--steps", "2", "--out", "s"]
-    assert _run(sample, tmp_path).returncode == 0
+    assert main(sample) == 0
     before = _snapshot(tmp_path / "s")
     assert "File too large" in _one_line(_run([*sample, "--seed", "1"], tmp_path, limit=100))
     assert _snapshot(tmp_path / "s") == before
 
     ev = ["eval", "fashion_mnist-32-cpu", "--n", "4", "--steps", "2", "--ref-split", "test", "--ref-n", "50",
           "--no-inception", "--quiet", "--out", "e.json"]
-    assert _run(ev, tmp_path).returncode == 0
+    assert main(ev) == 0
     before = (tmp_path / "e.json").read_bytes()
     _one_line(_run([*ev, "--seed", "3"], tmp_path, limit=2000))
     assert (tmp_path / "e.json").read_bytes() == before
@@ -53,7 +56,7 @@ def test_full_disk_while_writing_leaves_earlier_files_intact(tmp_path):
              "--attention-resolutions", "8", "--num-heads", "2", "--batch-size", "8", "--steps", "2",
              "--max-minutes", "0", "--checkpoint-every", "1", "--sample-steps", "2", "--grid-per-class", "1",
              "--device", "cpu", "--quiet", "--run-dir", "run", "--data-root", str(SHARED_DATA), "--subset", "64"]
-    assert _run(train, tmp_path).returncode == 0
+    assert main(train) == 0
     run = tmp_path / "run"
     before = _snapshot(run / "checkpoints")
     line = _one_line(_run(["train", "--resume", "run", "--steps", "4", "--quiet"], tmp_path, limit=50_000))
@@ -62,7 +65,7 @@ def test_full_disk_while_writing_leaves_earlier_files_intact(tmp_path):
     assert {p: b for p, b in after.items() if p in before} == before  # the old checkpoint is untouched
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000002"
 
-    assert _run(["report", "run", "--n", "1", "--steps", "2", "--device", "cpu"], tmp_path).returncode == 0
+    assert main(["report", "run", "--n", "1", "--steps", "2", "--device", "cpu"]) == 0
     before = _snapshot(run / "report")
     _one_line(_run(["report", "run", "--n", "1", "--steps", "2", "--seed", "5", "--device", "cpu"], tmp_path,
                    limit=3000))

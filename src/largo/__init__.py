@@ -14,9 +14,7 @@ Names are imported on first use, so `import largo` (and `largo --help`) does not
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from largo.lazy import lazy_exports
 from largo.version import __version__
 
 # Public name → the module that defines it.
@@ -40,13 +38,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'largo' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

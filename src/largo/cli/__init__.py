@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import importlib
 import sys
 from typing import NoReturn
@@ -37,19 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="largo", description="Class-conditional diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"largo.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"largo.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"largo.cli.{name}").register(sub)
     checked_types(parser)
     return parser
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process: parsing leaves it unchanged, and in-process callers (tests, notebooks)
+    call `main` many times."""
+    return build_parser()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a flag refused with its one line: the code, returned like any other

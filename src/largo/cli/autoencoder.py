@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from largo.config import AUTOENCODER_PRESETS, AutoencoderRunConfig, add_config_flags, flag_overrides
+from largo.config import AUTOENCODER_PRESETS, SPLITS, AutoencoderRunConfig, add_config_flags, flag_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = asub.add_parser("eval", help="reconstruction PSNR/SSIM/rFD and latent statistics on held-out images")
     e.add_argument("source", help="autoencoder run, checkpoint folder or export, or a diffusers AutoencoderKL folder")
-    e.add_argument("--split", default="test", choices=("train", "test", "all"))
+    e.add_argument("--split", default="test", choices=SPLITS)
     e.add_argument("--n", type=int, default=0, help="images to reconstruct (default 0 = the whole split)")
     e.add_argument("--dataset", help="default: the one the autoencoder was trained on (needed for diffusers folders)")
     e.add_argument("--resolution", type=int, help="default: the autoencoder's training resolution")

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from largo.cli.sampling_flags import add_rerank_flags, add_sampling_flags, flag_label, sampling_overrides
+from largo.config import SPLITS
 from largo.errors import LargoError
 
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("--save-images", action="store_true", help="also write the samples as PNGs under RUN/eval/<name>/")
     ref = p.add_argument_group("reference and metrics")
     ref.add_argument("--data-root", default=None, help="dataset root (default: the run's, else ../shared/data)")
-    ref.add_argument("--ref-split", default="train", choices=("train", "test", "all"),
+    ref.add_argument("--ref-split", default="train", choices=SPLITS,
                      help="real split to compare against (default train)")
     ref.add_argument("--ref-n", type=int, default=0, help="use a seeded random subset of N reference images (0 = all)")
     ref.add_argument("--classifier", metavar="PATH", help="domain classifier folder (default: "

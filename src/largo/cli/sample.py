@@ -27,12 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.errors import LargoError
     from largo.runtime import resolve_device
     from largo.sampling import load_model, parse_classes, sample_to_folder
 
-    if args.n < 1 or args.batch_size < 1:
-        raise LargoError("--n and --batch-size must be >= 1")
     device = resolve_device(args.device)
     model = load_model(args.source, device, weights=args.weights)
     options = sampling_options(args, model.cfg)
@@ -49,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     result = sample_to_folder(model, classes, args.n, options, seed=args.seed, batch_size=args.batch_size,
                               device=device, out=args.out, progress=True, generate=generate)
     print(f"largo: {len(result.images)} images ({options.sampler}, {options.steps} steps, cfg "
-          f"{options.cfg_scale:g}{note}) → {result.grid}")
+          f"{options.cfg:g}{note}) → {result.grid}")
     return 0

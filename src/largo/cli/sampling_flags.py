@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from largo.config import SAMPLE_PRECISIONS, SAMPLERS, SPACINGS, RunConfig, parse_bool
+from largo.config import RERANK_CRITICS, SAMPLE_PRECISIONS, SAMPLERS, SPACINGS, WEIGHTS, RunConfig, parse_bool
 from largo.errors import LargoError
+from largo.sampling.options import SamplingOptions
 
-# SampleConfig field → the flag that sets it, so errors name what the user typed.
-FLAG_NAMES = {"sampler": "--sampler", "sample_steps": "--steps", "eta": "--eta", "spacing": "--spacing",
-              "cfg": "--cfg", "cfg_interval": "--cfg-interval", "clip_x0": "--clip-x0",
-              "sample_precision": "--precision"}
-ALL = ("sampler", "steps", "eta", "spacing", "cfg", "cfg_interval", "clip_x0", "precision", "weights")
+# The flags of the SamplingOptions fields (flag = "--" + field, "_" → "-"), and `--weights`, which picks the network
+# to load rather than how to sample with it.
+ALL = (*SamplingOptions.names(), "weights")
 
 
 def add_sampling_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, only: tuple[str, ...] = ALL) -> None:
@@ -30,29 +29,27 @@ def add_sampling_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, onl
                                           help="clip x0 estimates to [-1, 1] (default: the run's sample config)"),
         "precision": lambda: p.add_argument("--precision", choices=SAMPLE_PRECISIONS, default=None,
                                             help="network precision while sampling (auto: bf16 on CUDA, fp32 on CPU)"),
-        "weights": lambda: p.add_argument("--weights", choices=("ema", "online"), default="ema",
+        "weights": lambda: p.add_argument("--weights", choices=WEIGHTS, default="ema",
                                           help="EMA (default) or online weights"),
     }
     for name in only:
         declare[name]()
 
 
-def flag_label(field: str) -> str:
-    return FLAG_NAMES.get(field, field)
+def flag_label(name: str) -> str:
+    """The flag of a SamplingOptions field, as the user typed it."""
+    return "--" + name.replace("_", "-")
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict:
     """The sampling flags the user gave, as `SamplingOptions.resolve` keywords (absent flags are None)."""
-    return {"sampler": getattr(args, "sampler", None), "steps": getattr(args, "steps", None),
-            "eta": getattr(args, "eta", None), "spacing": getattr(args, "spacing", None),
-            "cfg_scale": getattr(args, "cfg", None), "cfg_interval": parse_interval(getattr(args, "cfg_interval", "")),
-            "clip_x0": getattr(args, "clip_x0", None), "precision": getattr(args, "precision", None)}
+    given = {name: getattr(args, name, None) for name in SamplingOptions.names()}
+    given["cfg_interval"] = parse_interval(given["cfg_interval"] or "")
+    return given
 
 
-def sampling_options(args: argparse.Namespace, cfg: RunConfig):
+def sampling_options(args: argparse.Namespace, cfg: RunConfig) -> SamplingOptions:
     """The run's sample config with the flags the user gave on top, checked (errors name the flags)."""
-    from largo.sampling import SamplingOptions
-
     return SamplingOptions.resolve(cfg, **sampling_overrides(args), label=flag_label)
 
 
@@ -63,13 +60,11 @@ def parse_interval(text: str) -> tuple[int, int] | None:
         lo, hi = (int(v) for v in text.split(","))
     except ValueError:
         raise LargoError(f"--cfg-interval must be LO,HI timesteps, got {text!r}") from None
-    if not 0 <= lo <= hi:
-        raise LargoError("--cfg-interval needs 0 <= LO <= HI")
-    return lo, hi
+    return lo, hi  # its range is checked with the other options, by SamplingOptions.check
 
 
 def add_rerank_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--rerank", choices=("classifier", "clip"), help="draw --candidates images per image and keep the one "
+    p.add_argument("--rerank", choices=RERANK_CRITICS, help="draw --candidates images per image and keep the one "
                                                               "the critic rates highest for its class")
     p.add_argument("--candidates", type=int, default=4, help="--rerank: candidates per image (default 4)")
     p.add_argument("--critic", metavar="PATH", help="--rerank classifier: critic classifier folder (default: the "

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from largo.cli.sampling_flags import add_sampling_flags, sampling_options
-from largo.config import SAMPLERS, SCHEDULES
+from largo.config import SAMPLERS, SCHEDULES, SPLITS
 from largo.errors import LargoError
 
 
@@ -46,7 +46,7 @@ def _register_forward(vs: argparse._SubParsersAction) -> None:
     f.add_argument("--dataset", required=True, help="flowers102, fashion_mnist, mnist, cifar10 or folder:PATH")
     f.add_argument("--data-root", default="", help="dataset root (default: ../shared/data or the cache)")
     f.add_argument("--resolution", type=int, default=32)
-    f.add_argument("--split", default="test", choices=("train", "test", "all"))
+    f.add_argument("--split", default="test", choices=SPLITS)
     f.add_argument("--n-images", type=int, default=4, help="images (rows per schedule), one per class (default 4)")
     f.add_argument("--frames", type=int, default=10, help="columns, t = 0 … T-1 evenly spaced (default 10)")
     f.add_argument("--schedules", default="linear,cosine", help=f"comma-separated, from {', '.join(SCHEDULES)}")
@@ -172,8 +172,6 @@ def _open(args: argparse.Namespace):
     from largo.runtime import resolve_device
     from largo.sampling import load_model
 
-    if getattr(args, "batch_size", 1) < 1:
-        raise LargoError("--batch-size must be >= 1")
     device = resolve_device(args.device)
     model = load_model(args.run_dir, device, args.weights)
     return model, sampling_options(args, model.cfg), model.run_dir or Path("."), device
@@ -202,8 +200,6 @@ def run_trajectory(args: argparse.Namespace) -> int:
     from largo.sampling import parse_classes
     from largo.viz.sampling import trajectory_strip
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.class_name, model.class_names) if args.class_name else [0]
     if len(classes) != 1:
@@ -218,8 +214,6 @@ def run_trajectory(args: argparse.Namespace) -> int:
 def run_grid(args: argparse.Namespace) -> int:
     from largo.sampling import class_grid, parse_classes
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.classes, model.class_names)
     image = class_grid(model.net, model.cfg, model.class_names, per_class=args.n, classes=classes, seed=args.seed,
@@ -232,8 +226,6 @@ def run_cfg_sweep(args: argparse.Namespace) -> int:
     from largo.viz.sampling import cfg_sweep
 
     scales = tuple(_floats(args.scales, "--scales"))
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     classes = parse_classes(args.classes, model.class_names)
     image = cfg_sweep(model, classes, options, scales, args.n, args.seed, batch_size=args.batch_size, device=device)
@@ -266,8 +258,6 @@ def run_curves(args: argparse.Namespace) -> int:
 def run_histogram(args: argparse.Namespace) -> int:
     from largo.viz.histogram import real_vs_generated_histogram
 
-    if args.n < 1:
-        raise LargoError("--n must be >= 1")
     model, options, root, device = _open(args)
     image = real_vs_generated_histogram(model, options, args.n, args.bins, logy=not args.linear, seed=args.seed,
                                         data_root=args.data_root, batch_size=args.batch_size, device=device)

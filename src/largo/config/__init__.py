@@ -7,16 +7,17 @@ flags and sweep configs; `autoencoder.py` the autoencoder's architecture, loss a
 
 from largo.config.autoencoder import AutoencoderConfig, AutoencoderLossConfig, AutoencoderRunConfig
 from largo.config.checks import check_sampling
-from largo.config.choices import (LATENT_NORMS, PRECISIONS, PREDICTIONS, SAMPLE_PRECISIONS, SAMPLERS, SCHEDULES,
-                                  SPACINGS, WEIGHTINGS)
+from largo.config.choices import (LATENT_NORMS, PRECISIONS, PREDICTIONS, RERANK_CRITICS, SAMPLE_PRECISIONS, SAMPLERS,
+                                  SCHEDULES, SPACINGS, SPLITS, WEIGHTINGS, WEIGHTS)
 from largo.config.flat import (add_config_flags, check_overrides, field_sections, flag_overrides, parse_bool,
                                with_overrides)
 from largo.config.presets import AUTOENCODER_PRESETS, PRESETS, preset_config
 from largo.config.run import (SECTION_NAMES, SECTIONS, DataConfig, DiffusionConfig, ModelConfig, RunConfig,
                               SampleConfig, SectionedConfig, TrainConfig, coerce_value, field_types)
 
-__all__ = ["AUTOENCODER_PRESETS", "LATENT_NORMS", "PRECISIONS", "PREDICTIONS", "PRESETS", "SAMPLERS", "SAMPLE_PRECISIONS", "SCHEDULES",
-           "SECTIONS", "SECTION_NAMES", "SPACINGS", "WEIGHTINGS", "AutoencoderConfig", "AutoencoderLossConfig",
-           "AutoencoderRunConfig", "DataConfig", "DiffusionConfig", "ModelConfig", "RunConfig", "SampleConfig",
-           "SectionedConfig", "TrainConfig", "add_config_flags", "check_overrides", "check_sampling", "coerce_value",
-           "field_sections", "field_types", "flag_overrides", "parse_bool", "preset_config", "with_overrides"]
+__all__ = ["AUTOENCODER_PRESETS", "LATENT_NORMS", "PRECISIONS", "PREDICTIONS", "PRESETS", "RERANK_CRITICS", "SAMPLERS",
+           "SAMPLE_PRECISIONS", "SCHEDULES", "SECTIONS", "SECTION_NAMES", "SPACINGS", "SPLITS", "WEIGHTINGS", "WEIGHTS",
+           "AutoencoderConfig", "AutoencoderLossConfig", "AutoencoderRunConfig", "DataConfig", "DiffusionConfig",
+           "ModelConfig", "RunConfig", "SampleConfig", "SectionedConfig", "TrainConfig", "add_config_flags",
+           "check_overrides", "check_sampling", "coerce_value", "field_sections", "field_types", "flag_overrides",
+           "parse_bool", "preset_config", "with_overrides"]

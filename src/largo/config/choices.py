@@ -10,3 +10,6 @@ SAMPLE_PRECISIONS = ("auto", "fp32", "bf16")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LATENT_NORMS = ("std", "channel")
 RECONSTRUCTION_LOSSES = ("l1", "l2")
+SPLITS = ("train", "test", "all")  # a dataset's split: its training images, its test images, or both
+WEIGHTS = ("ema", "online")  # which weights of a checkpoint sample: the EMA or the online network
+RERANK_CRITICS = ("classifier", "clip")  # who rates the candidates of --rerank

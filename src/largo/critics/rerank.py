@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
+from largo.config import RERANK_CRITICS
 from largo.critics.clip import ClipCritic
 from largo.errors import LargoError
 from largo.metrics import defaults
 from largo.metrics.classifier import check_classifier, classifier_outputs, find_classifier, load_classifier
 from largo.sampling import LoadedModel, SamplingOptions
 
-RERANKERS = ("classifier", "clip")
 MAX_CANDIDATES = 64
 
 
@@ -54,8 +54,8 @@ def load_critic(kind: str, model: LoadedModel, path: str | None = None, device: 
                 clip: str | None = None) -> ClassifierCritic | PromptCritic:
     """The critic `--rerank KIND` names, for this model's dataset (`path` overrides the default critic
     classifier; `clip` is the ARCH:PATH of CLIP weights for `--rerank clip`)."""
-    if kind not in RERANKERS:
-        raise LargoError(f"unknown --rerank {kind!r}; valid: {', '.join(RERANKERS)}")
+    if kind not in RERANK_CRITICS:
+        raise LargoError(f"unknown --rerank {kind!r}; valid: {', '.join(RERANK_CRITICS)}")
     if kind == "clip":
         if not clip:
             raise LargoError("--rerank clip needs --clip ARCH:PATH (CLIP weights on disk)")

@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.datasets as tvd
 from PIL import Image
 
+from largo.config.choices import SPLITS
 from largo.errors import LargoError
 from largo.io import atomic_write
 from largo.paths import cache_dir, default_data_root
 
 DATASETS = ("flowers102", "fashion_mnist", "mnist", "cifar10", "folder:PATH")
-SPLITS = ("train", "test", "all")
 GENERATIVE_TEST_FRACTION = 0.05  # LARGO: all official splits merged, shuffled, re-split 95 % / 5 %
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 CACHE_VERSION = 1
@@ -183,6 +182,8 @@ def _missing(name: str, root: Path, expected: str, cause: BaseException | None =
 
 
 def _decode_tensor_dataset(name: str, root: Path, resolution: int, download: bool) -> ImageSet:
+    import torchvision.datasets as tvd  # here, not at the top: torchvision's import costs seconds (torch._dynamo)
+
     cls = {"fashion_mnist": tvd.FashionMNIST, "mnist": tvd.MNIST, "cifar10": tvd.CIFAR10}[name]
     expected = {"fashion_mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
                 "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
@@ -233,6 +234,8 @@ def _load_pil(path: Path, resolution: int, mode: str) -> np.ndarray:
 
 
 def _decode_flowers(root: Path, resolution: int, download: bool) -> ImageSet:
+    import torchvision.datasets as tvd  # here, not at the top: torchvision's import costs seconds (torch._dynamo)
+
     files: list[Path] = []
     labels: list[int] = []
     try:

@@ -22,7 +22,6 @@ from largo.metrics.kid import resolve_subset_size
 from largo.runtime import DistInfo, PeakMemory, resolve_device
 from largo.runtime.distributed import init_distributed, local_device, shutdown
 from largo.sampling import LoadedModel, SamplingOptions, load_model
-from largo.sampling.options import kwarg_label
 
 
 @dataclass
@@ -145,9 +144,18 @@ def _num(x: float) -> str:
     return f"{x:g}".replace("-", "m")
 
 
+def run_source(model: LoadedModel, options: SamplingOptions, weights: str, settings: EvalSettings) -> dict:
+    """The `source` record of a result sampled from a model (`largo eval` and every sweep cell): which weights,
+    the sampling options under their own names, and the images drawn."""
+    return {"kind": "run", "run_dir": str(model.run_dir or Path(".")), "checkpoint": str(model.checkpoint),
+            "step": model.step, "weights": weights, **options.to_dict(), "seed": settings.seed, "n": settings.n,
+            "batch_size": settings.batch_size,
+            "classes": "cycled 0..K-1" if model.cfg.model.num_classes else "unconditional"}
+
+
 def evaluate_run(source: str | Path, settings: EvalSettings, sampling: dict | None = None, weights: str = "ema",
                  name: str | None = None, out: Path | None = None, save_images: bool = False,
-                 label: Callable[[str], str] = kwarg_label, log: Callable[[str], Any] = print
+                 label: Callable[[str], str] = str, log: Callable[[str], Any] = print
                  ) -> tuple[dict, Path | None]:
     """Sample from a run/checkpoint/released model and evaluate (`largo eval RUN`). Under torchrun the sampling is
     split across ranks; every rank computes the metrics and rank 0 writes RUN/eval/<name>.json (returned; None
@@ -161,18 +169,13 @@ def evaluate_run(source: str | Path, settings: EvalSettings, sampling: dict | No
     data_root = cfg.data.data_root if settings.data_root is None else settings.data_root
     judge = make_judge(cfg.data.dataset, cfg.data.resolution, settings, device, data_root, cfg.model.num_classes,
                        settings.n)
-    log(f"largo: sampling {settings.n} images ({options.sampler}, {options.steps} steps, cfg {options.cfg_scale:g}, "
+    log(f"largo: sampling {settings.n} images ({options.sampler}, {options.steps} steps, cfg {options.cfg:g}, "
         f"eta {options.eta:g}, {options.spacing}) on {device}")
     run = sample_and_evaluate(model, options, judge, settings, device, dist_info, progress=True, log=log)
     root = model.run_dir or Path(".")  # a released model's results go where the user is
-    source_info = {"kind": "run", "run_dir": str(root), "checkpoint": str(model.checkpoint), "step": model.step,
-                   "weights": weights, "sampler": options.sampler, "steps": options.steps, "cfg": options.cfg_scale,
-                   "eta": options.eta, "clip_x0": options.clip_x0, "cfg_interval": options.cfg_interval,
-                   "precision": options.precision, "spacing": options.spacing, "seed": settings.seed,
-                   "n": settings.n, "batch_size": settings.batch_size,
-                   "classes": "cycled 0..K-1" if cfg.model.num_classes else "unconditional"}
+    source_info = run_source(model, options, weights, settings)
     rerank = f"-rerank{settings.candidates}" if settings.rerank else ""
-    name = name or (f"{model.checkpoint.name}-{options.sampler}-{options.steps}steps-cfg{_num(options.cfg_scale)}-"
+    name = name or (f"{model.checkpoint.name}-{options.sampler}-{options.steps}steps-cfg{_num(options.cfg)}-"
                     f"eta{_num(options.eta)}-n{settings.n}-seed{settings.seed}{rerank}")
     out_path = out or root / "eval" / f"{name}.json"
     result = {"name": name, "source": source_info, **run.result}

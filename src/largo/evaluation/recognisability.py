@@ -46,7 +46,7 @@ def recognisability(model: LoadedModel, options: SamplingOptions, per_class: int
             for s in range(len(ts))]
     final_acc = rows[-1]["acc_x0"]
     half = next((r["fraction_done"] for r in rows if r["acc_x0"] >= 0.5 * final_acc), None) if final_acc else None
-    return {"sampler": options.sampler, "steps": options.steps, "cfg": options.cfg_scale, "n": n, "classes": k,
+    return {"sampler": options.sampler, "steps": options.steps, "cfg": options.cfg, "n": n, "classes": k,
             "classifier": space.id, "resize": space.resize, "rows": rows, "final_accuracy": final_acc,
             "x0_half_of_final_at": half,
             "xt_half_of_final_at": next((r["fraction_done"] for r in rows if r["acc_xt"] >= 0.5 * final_acc), None)

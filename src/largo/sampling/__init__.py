@@ -1,11 +1,20 @@
-"""Sampling from trained models: options, generation, loading a model for inference, sample folders."""
+"""Sampling from trained models: options, generation, loading a model for inference, sample folders.
 
-from largo.sampling.classes import grid_classes, parse_classes
-from largo.sampling.folder import SampleFolder, sample_to_folder
-from largo.sampling.generate import class_grid, generate_images, reverse_trajectory, trajectory_length
-from largo.sampling.model import LoadedModel, load_model
-from largo.sampling.options import SamplingOptions
-from largo.sampling.pipeline import Pipeline
+Names are imported on first use, so `largo.sampling.options` (the vocabulary the CLI declares its flags from)
+loads without torch."""
 
-__all__ = ["LoadedModel", "Pipeline", "SampleFolder", "SamplingOptions", "class_grid", "generate_images", "grid_classes",
-           "load_model", "parse_classes", "reverse_trajectory", "sample_to_folder", "trajectory_length"]
+from largo.lazy import lazy_exports
+
+# Public name → the module that defines it.
+_EXPORTS = {
+    "grid_classes": "largo.sampling.classes", "parse_classes": "largo.sampling.classes",
+    "SampleFolder": "largo.sampling.folder", "sample_to_folder": "largo.sampling.folder",
+    "class_grid": "largo.sampling.generate", "generate_images": "largo.sampling.generate",
+    "reverse_trajectory": "largo.sampling.generate", "trajectory_length": "largo.sampling.generate",
+    "LoadedModel": "largo.sampling.model", "load_model": "largo.sampling.model",
+    "SamplingOptions": "largo.sampling.options",
+    "Pipeline": "largo.sampling.pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

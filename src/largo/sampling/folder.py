@@ -26,7 +26,7 @@ class SampleFolder:
 
 def default_sample_dir(model: LoadedModel, options: SamplingOptions, seed: int) -> Path:
     """RUN/samples/<settings> for a run; ./samples/<checkpoint name>/<settings> for a released model."""
-    name = f"{options.sampler}-{options.steps}-cfg{options.cfg_scale:g}-seed{seed}"
+    name = f"{options.sampler}-{options.steps}-cfg{options.cfg:g}-seed{seed}"
     root = model.run_dir / "samples" if model.run_dir is not None else Path("samples") / model.checkpoint.name
     return root / name
 

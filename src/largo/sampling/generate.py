@@ -24,7 +24,7 @@ from largo.sampling.options import SamplingOptions
 
 def make_denoiser(net: nn.Module, cfg: RunConfig, options: SamplingOptions) -> Denoiser:
     return Denoiser(net, NoiseSchedule.from_config(cfg.diffusion), cfg.diffusion.prediction,
-                    cfg_scale=options.cfg_scale, cfg_interval=options.cfg_interval, num_classes=cfg.model.num_classes,
+                    cfg_scale=options.cfg, cfg_interval=options.cfg_interval, num_classes=cfg.model.num_classes,
                     sigma_data=cfg.diffusion.sigma_data)
 
 

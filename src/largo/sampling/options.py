@@ -1,19 +1,23 @@
-"""The sampling options of one request, resolved once against a run's sample config and checked once."""
+"""The sampling options of one request, resolved once against a run's sample config and checked once.
+
+`SamplingOptions` is the one vocabulary of sampling options (after guided-diffusion's script_util: flag name =
+argument = config key): its field names are the CLI flags (`steps` ↔ `--steps`, `cfg_interval` ↔ `--cfg-interval`),
+the keyword arguments of the Python API, the keys of a sweep grid, the request fields of `largo serve` and the keys
+of every record (`to_dict()` is the record). Only the saved run config keeps two older names (`SampleConfig`'s
+`sample_steps` and `sample_precision`, read by released checkpoints): `CONFIG_FIELDS` maps them, here alone."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from largo.config import RunConfig, check_sampling
 from largo.errors import LargoError
 
-# How the Python API names each SampleConfig field (the CLI passes its own flag names instead).
-KWARG_NAMES = {"sample_steps": "steps", "cfg": "cfg_scale"}
-
-
-def kwarg_label(field: str) -> str:
-    return KWARG_NAMES.get(field, field)
+# SamplingOptions field → the SampleConfig field that holds its default (where the two names differ).
+CONFIG_FIELDS = {"steps": "sample_steps", "precision": "sample_precision"}
+OPTION_NAMES = {v: k for k, v in CONFIG_FIELDS.items()}
 
 
 @dataclass(frozen=True)
@@ -22,39 +26,59 @@ class SamplingOptions:
     steps: int
     eta: float
     spacing: str
-    cfg_scale: float  # w in eps = eps(x,∅) + w (eps(x,y) - eps(x,∅)); 1 = no guidance, 0 = unconditional
+    cfg: float  # guidance scale w in eps = eps(x,∅) + w (eps(x,y) - eps(x,∅)); 1 = no guidance, 0 = unconditional
     cfg_interval: tuple[int, int] | None = None  # guide only for timesteps in [lo, hi]
     clip_x0: bool = True
-    precision: str = "auto"
+    precision: str = "auto"  # network precision while sampling: auto, fp32 or bf16
 
     @classmethod
-    def resolve(cls, cfg: RunConfig, *, sampler: str | None = None, steps: int | None = None,
-                eta: float | None = None, spacing: str | None = None, cfg_scale: float | None = None,
+    def names(cls) -> tuple[str, ...]:
+        """The field names: the one vocabulary of sampling options."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def resolve(cls, run_config: RunConfig, /, *, sampler: str | None = None, steps: int | None = None,
+                eta: float | None = None, spacing: str | None = None, cfg: float | None = None,
                 cfg_interval: tuple[int, int] | None = None, clip_x0: bool | None = None,
-                precision: str | None = None, label: Callable[[str], str] = kwarg_label) -> SamplingOptions:
-        """Options given here win, the rest come from `cfg.sample`; every value is checked against the run
-        (steps ≤ its timesteps, guidance only for a conditional model). `label` names fields in errors."""
-        s = cfg.sample
-        pick = lambda given, default: default if given is None else given  # noqa: E731
-        options = cls(sampler=pick(sampler, s.sampler), steps=pick(steps, s.sample_steps), eta=pick(eta, s.eta),
-                      spacing=pick(spacing, s.spacing), cfg_scale=pick(cfg_scale, s.cfg), cfg_interval=cfg_interval,
-                      clip_x0=pick(clip_x0, s.clip_x0), precision=pick(precision, s.sample_precision))
-        options.check(cfg.diffusion.timesteps, cfg.model.num_classes, label)
+                precision: str | None = None, label: Callable[[str], str] = str,
+                cfg_scale: float | None = None) -> SamplingOptions:
+        """Options given here win, the rest come from `run_config.sample`; every value is checked against the run
+        (steps ≤ its timesteps, guidance only for a conditional model). `label` names a field in errors the way
+        the caller's user wrote it (e.g. "--steps"). `cfg_scale` is the old name of `cfg` (deprecated)."""
+        if cfg_scale is not None:
+            warnings.warn("SamplingOptions: cfg_scale= is now cfg=", DeprecationWarning, stacklevel=2)
+            cfg = cfg_scale if cfg is None else cfg
+        given = {"sampler": sampler, "steps": steps, "eta": eta, "spacing": spacing, "cfg": cfg,
+                 "cfg_interval": cfg_interval, "clip_x0": clip_x0, "precision": precision}
+        s = run_config.sample
+        options = cls(**{name: value if value is not None else getattr(s, CONFIG_FIELDS.get(name, name), None)
+                         for name, value in given.items()})
+        options.check(run_config.diffusion.timesteps, run_config.model.num_classes, label)
         return options
 
-    def check(self, timesteps: int, num_classes: int, label: Callable[[str], str] = kwarg_label) -> None:
-        check_sampling({"sampler": self.sampler, "sample_steps": self.steps, "eta": self.eta, "spacing": self.spacing,
-                        "cfg": self.cfg_scale, "clip_x0": self.clip_x0, "sample_precision": self.precision},
-                       timesteps, label=label)
-        if num_classes == 0 and self.cfg_scale != 1:
+    def check(self, timesteps: int | None = None, num_classes: int | None = None,
+              label: Callable[[str], str] = str) -> None:
+        """A one-line LargoError for the first value out of range (steps ≤ `timesteps` when given, no guidance
+        for an unconditional model when `num_classes` is given)."""
+        check_option_values(self.to_dict(), timesteps, label=label)
+        if num_classes == 0 and self.cfg != 1:
             raise LargoError(f"this checkpoint is unconditional: classifier-free guidance needs {label('cfg')} 1")
-        if self.cfg_interval is not None:
-            lo, hi = self.cfg_interval
-            if not 0 <= lo <= hi:
-                raise LargoError(f"{label('cfg_interval')} needs 0 <= LO <= HI")
 
     def describe(self) -> str:
-        return f"{self.sampler}, {self.steps} steps, cfg {self.cfg_scale:g}"
+        return f"{self.sampler}, {self.steps} steps, cfg {self.cfg:g}"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_option_values(values: dict, timesteps: int | None = None, *, prefix: str = "",
+                        label: Callable[[str], str] = str) -> None:
+    """Check sampling values named as `SamplingOptions` names them (absent keys are not checked)."""
+    config_values = {CONFIG_FIELDS.get(k, k): v for k, v in values.items() if k != "cfg_interval"}
+    check_sampling(config_values, timesteps, prefix=prefix, label=lambda field: label(OPTION_NAMES.get(field, field)))
+    interval = values.get("cfg_interval")
+    if interval is not None:
+        ok = isinstance(interval, (list, tuple)) and len(interval) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in interval)
+        if not ok or not 0 <= interval[0] <= interval[1]:
+            raise LargoError(f"{prefix}{label('cfg_interval')} needs 0 <= LO <= HI, got {interval!r}")

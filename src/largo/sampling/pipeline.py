@@ -1,7 +1,7 @@
 """The Python entry point for sampling, in the habit of diffusers' `from_pretrained` + pipeline call:
 
     pipe = largo.Pipeline.from_pretrained("fashion_mnist-32-cpu")
-    images = pipe(["Sneaker", "Bag"], per_class=4, steps=20, cfg_scale=3)   # 8 PIL images
+    images = pipe(["Sneaker", "Bag"], per_class=4, steps=20, cfg=3)   # 8 PIL images
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Pipeline:
         return self.model.cfg
 
     def __call__(self, classes: str | list[str | int] | None = None, per_class: int = 1, *, seed: int = 0,
-                 sampler: str | None = None, steps: int | None = None, cfg_scale: float | None = None,
+                 sampler: str | None = None, steps: int | None = None, cfg: float | None = None,
                  eta: float | None = None, spacing: str | None = None, clip_x0: bool | None = None,
                  precision: str | None = None, batch_size: int = 64, output: str = "pil",
                  progress: bool = False) -> list[Image.Image] | torch.Tensor:
@@ -53,7 +53,7 @@ class Pipeline:
             raise ValueError(f"output must be 'pil' or 'tensor', got {output!r}")
         if per_class < 1:
             raise ValueError("per_class must be >= 1")
-        options = SamplingOptions.resolve(self.model.cfg, sampler=sampler, steps=steps, cfg_scale=cfg_scale, eta=eta,
+        options = SamplingOptions.resolve(self.model.cfg, sampler=sampler, steps=steps, cfg=cfg, eta=eta,
                                           spacing=spacing, clip_x0=clip_x0, precision=precision)
         picked = parse_classes(classes, self.class_names)
         labels = torch.tensor([c for c in picked for _ in range(per_class)], dtype=torch.long)

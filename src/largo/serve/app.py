@@ -45,7 +45,8 @@ def JsonInt(lo: int, hi: int):  # noqa: N802 - a type
 
 class GenerateRequest(BaseModel):
     """POST /api/generate. Numbers are JSON numbers (strict: "4" is refused), each within its bounds; an integer
-    may be written 4.0, which JSON Schema counts as an integer too."""
+    may be written 4.0, which JSON Schema counts as an integer too. The sampling fields are `SamplingOptions`
+    fields under the same names (OPTION_FIELDS); the others say what to draw."""
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
@@ -107,6 +108,9 @@ REFUSALS = {code: {"model": Problem} for code in (404, 405, 409, 413, 422, 429, 
 PNG = {200: {"content": {"image/png": {}}}}
 
 
+OPTION_FIELDS = ("sampler", "steps", "cfg")  # the request fields that are SamplingOptions fields
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[:limit - 1] + "…"
@@ -143,8 +147,7 @@ def _plan(req: GenerateRequest, models: dict[str, ModelEntry]) -> Plan:
         raise _refuse(422, f"{len(req.classes)} classes x {req.per_class} per class = {total} images; "
                            f"at most {MAX_IMAGES} per generation")
     try:
-        options = SamplingOptions.resolve(entry.cfg, sampler=req.sampler, steps=req.steps,
-                                          cfg_scale=req.cfg, label=lambda f: {"sample_steps": "steps"}.get(f, f))
+        options = SamplingOptions.resolve(entry.cfg, **{name: getattr(req, name) for name in OPTION_FIELDS})
     except LargoError as e:
         raise _refuse(422, str(e)) from None
     labels = [c for c in req.classes for _ in range(req.per_class)] if entry.cfg.model.num_classes else \

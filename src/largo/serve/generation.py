@@ -35,9 +35,7 @@ class Plan:
     def settings(self, k: int) -> dict:
         """What image k's PNG records about how it was made."""
         return {"model": self.entry.id, "class": self.entry.class_names[self.labels[k]], "class_index": self.labels[k],
-                "seed": self.seeds[k], "sampler": self.options.sampler, "steps": self.options.steps,
-                "cfg": self.options.cfg_scale, "eta": self.options.eta, "spacing": self.options.spacing,
-                "largo_version": __version__}
+                "seed": self.seeds[k], **self.options.to_dict(), "largo_version": __version__}
 
 
 def png_bytes(image: torch.Tensor, settings: dict | None = None) -> bytes:

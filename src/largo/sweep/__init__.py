@@ -6,12 +6,13 @@ A sweep config is one JSON object::
      "n": 1000, "seed": 0,                 # image i of every cell: class i % K, seed SEED + i
      "grid": {"sampler": ["ddim", "dpmpp2m"], "steps": [10, 20], "cfg": [3], "eta": [0],
               "spacing": ["trailing"], "weights": ["ema", "online"], "clip_x0": [true],
-              "sample_precision": ["auto"]},
+              "precision": ["auto"]},
      "out": "runs/sweeps/mine"}
 
 `grid` is a dict (its Cartesian product) or a list of such dicts (the union of their products, duplicates
 dropped), so "DDPM 1000 vs DDIM 250/50/20" is `[{"sampler": ["ddpm"], "steps": [1000]}, {"sampler": ["ddim"],
-"steps": [250, 50, 20]}]`. A key left out takes the checkpoint's `sample` config. A list of checkpoints (e.g. one run's
+"steps": [250, 50, 20]}]`. The grid keys are `SamplingOptions` fields (the flags of `largo sample`), and `weights`.
+A key left out takes the checkpoint's `sample` config. A list of checkpoints (e.g. one run's
 checkpoints across training) runs the grid on each; its cells are named `step<N>__<cell>`. `eta` only changes DDIM, so the
 other samplers' cells are recorded with eta 0 (and not repeated).
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from largo.diffusion.samplers import heun_intervals
+from largo.sampling import SamplingOptions
+from largo.sampling.options import CONFIG_FIELDS
 from largo.sweep.spec import GRID_KEYS, SWEEP_FORMAT, SweepSpec, num_name
 
 
@@ -21,9 +23,9 @@ def nfe(sampler: str, steps: int) -> int:
 
 def sampling_cells(spec: SweepSpec, defaults: Any) -> list[dict]:
     """The grid's cells with unset keys taken from `defaults` (a SampleConfig); de-duplicated, in grid order."""
-    base = {"sampler": defaults.sampler, "steps": defaults.sample_steps, "cfg": float(defaults.cfg),
-            "eta": float(defaults.eta), "spacing": defaults.spacing, "weights": "ema",
-            "clip_x0": bool(defaults.clip_x0), "sample_precision": defaults.sample_precision}
+    base = {**{key: getattr(defaults, CONFIG_FIELDS.get(key, key)) for key in GRID_KEYS if key != "weights"},
+            "weights": "ema"}
+    base["cfg"], base["eta"], base["clip_x0"] = float(base["cfg"]), float(base["eta"]), bool(base["clip_x0"])
     cells, seen = [], set()
     for part in spec.grid:
         keys = list(part)
@@ -33,11 +35,16 @@ def sampling_cells(spec: SweepSpec, defaults: Any) -> list[dict]:
                 c["eta"] = 0.0  # only DDIM reads eta
             c["name"] = (f"{c['sampler']}-{c['steps']}-cfg{num_name(c['cfg'])}-eta{num_name(c['eta'])}-{c['spacing']}-"
                          f"{c['weights']}" + ("-clip" if c["clip_x0"] else "")
-                         + ("" if c["sample_precision"] == "auto" else f"-{c['sample_precision']}"))
+                         + ("" if c["precision"] == "auto" else f"-{c['precision']}"))
             if c["name"] not in seen:
                 seen.add(c["name"])
                 cells.append(c)
     return cells
+
+
+def cell_options(cell: dict) -> SamplingOptions:
+    """The sampling options of a cell (its grid keys but `weights`)."""
+    return SamplingOptions(**{key: cell[key] for key in GRID_KEYS if key != "weights"})
 
 
 def cell_settings(spec: SweepSpec, ckpt: Path, meta: dict, cell: dict) -> dict:

@@ -14,12 +14,14 @@ import torch
 
 from largo.checkpoint import latest_checkpoint, read_meta, resolve_checkpoint
 from largo.config import RunConfig
-from largo.evaluation import EvalSettings, Judge, make_judge, sample_and_evaluate
+from largo.errors import LargoError
+from largo.evaluation import EvalSettings, Judge, make_judge, run_source, sample_and_evaluate
 from largo.io import atomic_write_json
 from largo.metrics.evaluate import write_result
 from largo.runtime import resolve_device
-from largo.sampling import LoadedModel, SamplingOptions, load_model
-from largo.sweep.cells import cell_key, cell_settings, cell_status, find_reusable, nfe, read_cell, sampling_cells
+from largo.sampling import LoadedModel, load_model
+from largo.sweep.cells import (cell_key, cell_options, cell_settings, cell_status, find_reusable, nfe, read_cell,
+                               sampling_cells)
 from largo.sweep.spec import SWEEP_FORMAT, SWEEP_VERSION, SweepSpec, fail, train_cells
 from largo.sweep.table import fmt, row_from_result, write_table
 from largo.train import Trainer
@@ -133,10 +135,10 @@ def _judge(spec: SweepSpec, cfg: RunConfig, device: torch.device, judges: dict) 
 def _check_cells(cells: list[dict], cfg: RunConfig, ckpt: Path) -> None:
     """Every cell is checked against the checkpoint before the first one runs."""
     for c in cells:
-        if c["steps"] > cfg.diffusion.timesteps:
-            fail(f"grid steps {c['steps']} > the checkpoint's {cfg.diffusion.timesteps} timesteps")
-        if cfg.model.num_classes == 0 and c["cfg"] != 1:
-            fail("the checkpoint is unconditional: guidance needs cfg 1")
+        try:
+            cell_options(c).check(cfg.diffusion.timesteps, cfg.model.num_classes, label=lambda name: f"grid {name}")
+        except LargoError as e:
+            fail(f"cell {c['name']}: {e}")
         if c["weights"] == "online" and not (Path(ckpt) / "model.safetensors").is_file():
             fail(f"grid weights 'online' but {ckpt} has no model.safetensors (released checkpoints ship the EMA "
                   f"weights only; use a run directory)")
@@ -182,16 +184,10 @@ def _run_cell(spec: SweepSpec, model: LoadedModel, c: dict, name: str, key: str,
               state: _Progress, log: Log, progress: bool, train: tuple[dict, dict] | None) -> dict:
     """Sample and evaluate one cell; its result JSON with the sweep's bookkeeping (timing, memory, settings)."""
     judge = _judge(spec, model.cfg, device, state.judges)
-    options = SamplingOptions(sampler=c["sampler"], steps=c["steps"], eta=c["eta"], spacing=c["spacing"],
-                              cfg_scale=c["cfg"], clip_x0=c["clip_x0"], precision=c["sample_precision"])
+    options = cell_options(c)
     log(f"largo: sweep: {name} ({spec.n} images, nfe {nfe(c['sampler'], c['steps'])}) on {device}")
     run = sample_and_evaluate(model, options, judge, _eval_settings(spec), device, progress=progress, log=log)
-    k = model.cfg.model.num_classes
-    source = {"kind": "run", "checkpoint": str(model.checkpoint), "step": model.meta.get("step"),
-              "weights": c["weights"], "sampler": c["sampler"], "steps": c["steps"], "cfg": c["cfg"], "eta": c["eta"],
-              "spacing": c["spacing"], "clip_x0": c["clip_x0"], "sample_precision": c["sample_precision"],
-              "seed": spec.seed, "n": spec.n, "batch_size": spec.batch_size,
-              "classes": "cycled 0..K-1" if k else "unconditional"}
+    source = run_source(model, options, c["weights"], _eval_settings(spec))
     mem = run.memory
     sweep = {"format": SWEEP_FORMAT, "format_version": SWEEP_VERSION, "key": key,
              "settings": cell_settings(spec, model.checkpoint, model.meta, c), "cell": name,

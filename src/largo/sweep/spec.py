@@ -7,14 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from largo.config import PRESETS, DiffusionConfig, RunConfig, check_overrides, check_sampling, preset_config, with_overrides
+from largo.config import (PRESETS, SPLITS, WEIGHTS, DiffusionConfig, RunConfig, check_overrides, preset_config,
+                          with_overrides)
 from largo.errors import LargoError
 from largo.io import read_json
+from largo.sampling.options import SamplingOptions, check_option_values
 
 SWEEP_FORMAT = "largo-sweep-cell"
 SWEEP_VERSION = 1
-GRID_KEYS = ("sampler", "steps", "cfg", "eta", "spacing", "weights", "clip_x0", "sample_precision")
-WEIGHTS = ("ema", "online")
+# A grid key is a SamplingOptions field (cfg_interval excepted), or `weights`: which of a checkpoint's networks samples.
+GRID_KEYS = (*(name for name in SamplingOptions.names() if name != "cfg_interval"), "weights")
+RENAMED_GRID_KEYS = {"sample_precision": "precision"}  # sweep files written before the one vocabulary
 TOP_KEYS = {
     "checkpoint": "run dir, checkpoint folder or released checkpoint name, or a list of them (cells named stepN__…)",
     "n": "images per cell (default 1000)",
@@ -72,16 +75,12 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# A grid key → the SampleConfig field it sets (the grid uses the CLI's short names for two of them).
-GRID_FIELDS = {"steps": "sample_steps"}
-
-
 def _check_grid_value(key: str, v: Any) -> Any:
     if key == "weights":
         if v not in WEIGHTS:
             fail(f"unknown weights {v!r} in grid; valid: {', '.join(WEIGHTS)}")
         return v
-    check_sampling({GRID_FIELDS.get(key, key): v}, prefix="sweep config: ", label=lambda field: key)
+    check_option_values({key: v}, prefix="sweep config: grid: ")
     return float(v) if key in ("cfg", "eta") else v
 
 
@@ -93,6 +92,9 @@ def _parse_grid(grid: Any) -> list[dict[str, list]]:
     for part in parts:
         if not isinstance(part, dict):
             fail(f"grid must be an object {{key: [values]}} or a list of them, got {part!r}")
+        for old, new in RENAMED_GRID_KEYS.items():
+            if old in part:
+                fail(f'grid key "{old}" is now "{new}"')
         unknown = set(part) - set(GRID_KEYS)
         if unknown:
             fail(f"unknown grid key(s) {sorted(unknown)}; valid: {', '.join(GRID_KEYS)}")
@@ -139,7 +141,7 @@ def spec_from_dict(d: dict, source: str = "") -> SweepSpec:
     for key, check, msg in (("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
                             ("ref_n", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
                             ("kid_subsets", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-                            ("ref_split", lambda v: v in ("train", "test", "all"), "train, test or all"),
+                            ("ref_split", lambda v: v in SPLITS, " or ".join(SPLITS)),
                             ("device", lambda v: isinstance(v, str) and v, "a device name"),
                             ("inception", lambda v: isinstance(v, bool), "true or false"),
                             ("data_root", lambda v: isinstance(v, str), "a path"),

@@ -14,8 +14,8 @@ from largo.sweep.cells import read_cell
 from largo.sweep.spec import SweepSpec
 
 BASE_COLUMNS = [
-    "cell", "checkpoint_step", "weights", "sampler", "steps", "nfe", "cfg", "eta", "spacing", "clip_x0", "sample_precision", "n",
-    "seed", "class_acc", "fd_cls", "kid_cls", "precision", "recall", "cm_fd", "cm_kid", "var_ratio", "hist_tv",
+    "cell", "checkpoint_step", "weights", "sampler", "steps", "nfe", "cfg", "eta", "spacing", "clip_x0", "precision", "n",
+    "seed", "class_acc", "fd_cls", "kid_cls", "precision_cls", "recall_cls", "cm_fd", "cm_kid", "var_ratio", "hist_tv",
     "fid", "kid_inception", "is",
     "s_per_img", "cpu_s_per_img", "gen_s", "peak_mem_mb", "mem_delta_mb", "mem_kind", "device", "eval_s",
 ]
@@ -39,11 +39,12 @@ def row_from_result(r: dict) -> dict:
     row = {
         "cell": r["name"], "checkpoint_step": src.get("step"), "weights": src["weights"], "sampler": src["sampler"],
         "steps": src["steps"], "nfe": s["nfe"], "cfg": src["cfg"], "eta": src["eta"], "spacing": src["spacing"],
-        "clip_x0": src.get("clip_x0", False), "sample_precision": src.get("sample_precision", "auto"),
+        "clip_x0": src.get("clip_x0", False),
+        "precision": src.get("precision", src.get("sample_precision", "auto")),  # older cells: sample_precision
         "n": src["n"], "seed": src["seed"],
         "class_acc": _get(cls, "accuracy", "overall"), "fd_cls": _get(cls, "fd", "value"),
-        "kid_cls": _get(cls, "kid", "mean"), "precision": _get(cls, "precision_recall", "precision"),
-        "recall": _get(cls, "precision_recall", "recall"), "cm_fd": _get(cls, "class_matched", "mean", "fd"),
+        "kid_cls": _get(cls, "kid", "mean"), "precision_cls": _get(cls, "precision_recall", "precision"),
+        "recall_cls": _get(cls, "precision_recall", "recall"), "cm_fd": _get(cls, "class_matched", "mean", "fd"),
         "cm_kid": _get(cls, "class_matched", "mean", "kid"), "var_ratio": vg.get("var_ratio_mean"),
         "hist_tv": (sum(vg["histogram_l1"]) / len(vg["histogram_l1"])) if vg.get("histogram_l1") else None,
         "fid": _get(inc, "fd", "value"), "kid_inception": _get(inc, "kid", "mean"),

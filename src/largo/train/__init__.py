@@ -1,6 +1,11 @@
-"""Training: the loop (`Trainer`), EMA, exact-resume RNG state, run logs, and `train()` as one call."""
+"""Training: the loop (`Trainer`), what it trains (`TrainTask`: `DiffusionTask`, `AutoencoderTask`), EMA,
+exact-resume RNG state, run logs, and `train()` as one call."""
 
+from largo.train.autoencoder_task import AutoencoderTask
+from largo.train.diffusion_task import DiffusionTask
 from largo.train.run import default_run_dir, new_run_config, resume_config, run_config, train
-from largo.train.trainer import Trainer
+from largo.train.task import TrainTask
+from largo.train.trainer import Trainer, make_task
 
-__all__ = ["Trainer", "default_run_dir", "new_run_config", "resume_config", "run_config", "train"]
+__all__ = ["AutoencoderTask", "DiffusionTask", "TrainTask", "Trainer", "default_run_dir", "make_task",
+           "new_run_config", "resume_config", "run_config", "train"]

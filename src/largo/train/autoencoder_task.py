@@ -20,11 +20,12 @@ from largo.models.autoencoder import build_autoencoder
 from largo.runtime import DistInfo, unwrap_model
 from largo.runtime.distributed import all_reduce_mean
 from largo.train.perceptual import load_feature_net
+from largo.train.task import TrainTask
 
 GRID_IMAGES = 8  # originals above their reconstructions in the run's sample grids
 
 
-class AutoencoderTask:
+class AutoencoderTask(TrainTask):
     kind = "autoencoder"
 
     def __init__(self, cfg: AutoencoderRunConfig, device: torch.device, log: Any = print):
@@ -94,9 +95,6 @@ class AutoencoderTask:
     def meta(self) -> dict:
         a = self.cfg.autoencoder
         return {"kind": self.kind, "downsample_factor": a.downsample_factor, "latent_channels": a.latent_channels}
-
-    def check_resume(self, meta: dict) -> None:
-        pass
 
     def state_dict(self) -> dict:
         if self.disc_opt is None:

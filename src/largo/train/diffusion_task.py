@@ -24,9 +24,10 @@ from largo.runtime.distributed import all_reduce_mean
 from largo.sampling import class_grid
 from largo.train.auxiliary import AuxiliaryLoss
 from largo.train.perceptual import load_feature_net
+from largo.train.task import TrainTask
 
 
-class DiffusionTask:
+class DiffusionTask(TrainTask):
     kind = "diffusion"
 
     def __init__(self, cfg: RunConfig, device: torch.device, log: Any = print):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 from largo.errors import LargoError
 from largo.metrics import defaults
@@ -54,6 +53,8 @@ def vgg19_features(path: str | Path, device: torch.device | str = "cpu") -> Feat
     path = Path(path)
     if not path.is_file():
         raise LargoError(f"VGG19 weights not found: {path} (torchvision's vgg19-dcbb9e9d.pth; nothing is downloaded)")
+    import torchvision  # here, not at the top: torchvision's import costs seconds (torch._dynamo)
+
     vgg = torchvision.models.vgg19()
     try:
         vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

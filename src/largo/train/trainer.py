@@ -1,8 +1,11 @@
-"""The training loop: data stream → diffusion loss → AdamW → EMA, with checkpoints that resume exactly.
+"""The training loop of every task: data stream → the task's loss → AdamW → EMA, with checkpoints that resume
+exactly, logs, sample grids, a time budget and clean stops on SIGTERM/SIGINT (also under torchrun).
 
-Everything random (data order, flips, timesteps, noise, label dropout, dropout) comes from generators whose
-state is saved with each checkpoint, so on the CPU a run that is killed and resumed ends with the same
-weights, bit for bit, as one that never stopped.
+The caller may hand `Trainer` its data (`data=`, an `ImageSet`: default, the config's dataset) and its task
+(`task=`, a `TrainTask`: default, the diffusion or autoencoder task the config names), as NVlabs/edm's training
+loop takes its dataset and network from the caller. Everything random (data order, flips, timesteps, noise, label
+dropout, dropout) comes from generators whose state is saved with each checkpoint, so on the CPU a run that is
+killed and resumed ends with the same weights, bit for bit, as one that never stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from largo.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
 from largo.config import AutoencoderRunConfig, RunConfig
-from largo.data import BatchStream, load_images, long_tailed, random_subset
+from largo.data import BatchStream, ImageSet, load_images, long_tailed, random_subset
 from largo.errors import LargoError
 from largo.io import atomic_save_image, atomic_write_text
 from largo.models import count_parameters
@@ -34,10 +37,11 @@ from largo.train.ema import EMA
 from largo.train.rng import rng_state, set_rng_state
 from largo.train.schedule import LRSchedule
 from largo.train.runlog import RunLog, log_step
+from largo.train.task import TrainTask
 
 
 # -- the loop ----------------------------------------------------------------------------------------
-def make_task(cfg: RunConfig | AutoencoderRunConfig, device: torch.device) -> DiffusionTask | AutoencoderTask:
+def make_task(cfg: RunConfig | AutoencoderRunConfig, device: torch.device) -> TrainTask:
     """The task a config trains: a diffusion model (`RunConfig`) or an autoencoder (`AutoencoderRunConfig`)."""
     if isinstance(cfg, AutoencoderRunConfig):
         return AutoencoderTask(cfg, device)
@@ -48,7 +52,9 @@ class Trainer:
     """One loop for every task: data stream → the task's loss → AdamW → EMA, checkpoints, logs, resume."""
 
     def __init__(self, cfg: RunConfig | AutoencoderRunConfig, run_dir: Path, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, *, data: ImageSet | None = None, task: TrainTask | None = None):
+        """`data`: the training images (default: the config's dataset, split, imbalance and subset). `task`: what
+        to train, built on this same `cfg` (default: `make_task(cfg, device)`)."""
         self.run_dir = Path(run_dir)
         self.progress = progress
         t, d = cfg.train, cfg.data
@@ -59,11 +65,12 @@ class Trainer:
                              f"(batch_size is the global batch)")
         self.amp_dtype = resolve_precision(t.precision, self.device)
         cfg.validate()  # before the data is loaded: a bad value costs nothing
-        data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
-                           bad_images=d.bad_images, split_seed=d.split_seed)
-        data = random_subset(long_tailed(data, d.imbalance, seed=d.split_seed), d.subset, seed=d.split_seed)
+        if data is None:
+            data = load_images(d.dataset, "train", d.resolution, d.data_root, download=d.download,
+                               bad_images=d.bad_images, split_seed=d.split_seed)
+            data = random_subset(long_tailed(data, d.imbalance, seed=d.split_seed), d.subset, seed=d.split_seed)
         self.class_names = data.class_names
-        self.task = make_task(cfg, self.device)
+        self.task = task if task is not None else make_task(cfg, self.device)
         train_set, flipped = self.task.prepare(data)  # fills what the network sees into cfg
         self.cfg = cfg.validate()
         torch.manual_seed(t.seed)

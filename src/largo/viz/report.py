@@ -25,7 +25,6 @@ from largo.checkpoint import resolve_checkpoint, run_root
 from largo.errors import LargoError
 from largo.io import atomic_save_image, atomic_write_text
 from largo.sampling import LoadedModel, SamplingOptions, class_grid, grid_classes, load_model, parse_classes
-from largo.sampling.options import kwarg_label
 from largo.version import __version__
 from largo.viz.curves import curves_image, read_log
 from largo.viz.sampling import trajectory_strip
@@ -153,7 +152,7 @@ def _log_summary(records: list[dict[str, Any]]) -> list[tuple[str, Any]]:
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_class: int = 8, seed: int = 0,
                  trajectory_class: str | int | None = None, sampling: dict | None = None, every: int | None = None,
-                 weights: str = "ema", device: Any = "cpu", label: Callable[[str], str] = kwarg_label) -> Path:
+                 weights: str = "ema", device: Any = "cpu", label: Callable[[str], str] = str) -> Path:
     """Write OUT_DIR (default RUN_DIR/report)/index.html and its PNGs; returns the HTML path. `sampling` holds
     `SamplingOptions.resolve` overrides; `trajectory_class` is a class name or index (default: the first)."""
     run_dir = Path(run_dir)
@@ -182,7 +181,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_
         pictures["trajectory"] = trajectory_strip(model, trajectory, [seed], options, every=every, device=device)
     for name, image in pictures.items():
         atomic_save_image(out / f"{name}.png", image)
-    sampling_text = (f"{options.sampler}, {options.steps} steps, w={options.cfg_scale:g}, seed {seed}, "
+    sampling_text = (f"{options.sampler}, {options.steps} steps, w={options.cfg:g}, seed {seed}, "
                      f"{weights} weights")
     index = out / "index.html"
     atomic_write_text(index, _page(run_dir, model, records, pictures, per_class, seed, sampling_text, trajectory))

@@ -47,7 +47,7 @@ def trajectory_strip(model: LoadedModel, class_index: int, seeds: list[int], opt
     final, traj = reverse_trajectory(model.net, model.cfg, labels, seeds, options, device=device, latent=model.latent)
     heads = [f"step {i + 1}/{n}\nt={traj[i]['t']:.0f}" for i in idx] + ["output\n "]
     sec = Section(f"{model.class_names[class_index]} · {options.sampler}, {options.steps} steps, "
-                  f"w={_fmt_w(options.cfg_scale)}", heads)
+                  f"w={_fmt_w(options.cfg)}", heads)
     out = to_uint8(final.cpu())
     for j, s in enumerate(seeds):
         sec.add(f"x_t\nseed {s}", [to_uint8(traj[i]["x_t"][j]) for i in idx] + [out[j]])
@@ -65,7 +65,7 @@ def cfg_sweep(model: LoadedModel, classes: list[int], options: SamplingOptions,
         raise LargoError("guidance scales must be >= 0")
     labels = torch.tensor([c for c in classes for _ in range(per_class)], dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    columns = [model.generate(labels, seeds, dataclasses.replace(options, cfg_scale=w), batch_size=batch_size,
+    columns = [model.generate(labels, seeds, dataclasses.replace(options, cfg=w), batch_size=batch_size,
                               device=device) for w in scales]
     sec = Section(f"guidance sweep · {options.sampler}, {options.steps} steps · same seed along a row",
                   [f"w={_fmt_w(w)}" for w in scales])
@@ -89,7 +89,7 @@ def sampler_grid(model: LoadedModel, classes: list[int], samplers: list[str], nf
         cell.check(model.cfg.diffusion.timesteps, model.cfg.model.num_classes)
     labels = torch.tensor(classes, dtype=torch.long)
     seeds = [seed + i for i in range(len(labels))]
-    sec = Section(f"samplers × NFE · w={_fmt_w(options.cfg_scale)} · same seed down a column",
+    sec = Section(f"samplers × NFE · w={_fmt_w(options.cfg)} · same seed down a column",
                   [model.class_names[c] for c in classes])
     for cell in cells:
         images = model.generate(labels, seeds, cell, batch_size=batch_size, device=device)

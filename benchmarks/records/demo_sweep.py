@@ -1,7 +1,7 @@
 """Demo-recipe sweep: train the `demo` preset for a fixed number of images (what `make demo` sees on a 2-core CPU
 in 9 minutes) with one change, then score its EMA samples with the shipped Fashion-MNIST classifier.
 
-    python benchmarks/demo_sweep.py --name base --out runs/sweep [--lr 2e-3] [--ema-decay 0.995]
+    python benchmarks/records/demo_sweep.py --name base --out runs/sweep [--lr 2e-3] [--ema-decay 0.995]
         [--prediction v] [--batch-size 32] [--samplings ddim:20:3,ddim:20:2,dpmpp2m:20:3] [--n 1000]
 
 Writes OUT/NAME.json: the settings, the training summary and, per (sampler, steps, cfg), the share of the N
@@ -79,7 +79,7 @@ def main() -> None:
         sampler, st, w = spec.split(":")
         t1 = time.time()
         images = generate_images(trainer.ema.net, cfg, labels, seeds, sampler=sampler, steps=int(st),
-                                 cfg_scale=float(w), batch_size=500, device=device)
+                                 cfg=float(w), batch_size=500, device=device)
         with torch.no_grad():
             pred = classifier_outputs(clf, images, 500, device)[1].argmax(1)
         acc = float((pred == labels).float().mean())

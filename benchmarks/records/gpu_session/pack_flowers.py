@@ -1,7 +1,7 @@
 """Pack Flowers-102 at 64×64 as JPEGs in a torchvision-style root for a GPU call (nothing can be downloaded there).
 
-    .venv/bin/python benchmarks/gpu_session/pack_flowers.py                      # → .device/data/flowers-102
-    .venv/bin/python benchmarks/gpu_session/pack_flowers.py --src ../shared/data --out .device/data --check
+    .venv/bin/python benchmarks/records/gpu_session/pack_flowers.py                      # → .device/data/flowers-102
+    .venv/bin/python benchmarks/records/gpu_session/pack_flowers.py --src ../shared/data --out .device/data --check
 
 Each image goes through largo's own decoder (`largo.data.datasets._load_pil`: shorter side to 64, bicubic,
 centre crop), so the packed file is already 64×64 and largo's decode there is a plain JPEG decode (PIL's resize to

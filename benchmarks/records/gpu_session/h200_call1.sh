@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 18, H200 call 1 (carry [".device"], filled by prepare_h200.sh). Command for the device tool's `run`:
-#   bash benchmarks/gpu_session/h200_call1.sh            (timeout_s 600; the script ends itself by END_S)
+#   bash benchmarks/records/gpu_session/h200_call1.sh            (timeout_s 600; the script ends itself by END_S)
 # Part 1 (PART1_S s; 0 skips it): benchmarks/gpu_mfu.py — ceilings, training and sampling variants of ours and of
 #   diffusers' matched UNet2DModel, compiled ones prewarmed 5 at a time, a profile of the best training variant.
 #   → $OUT/part1.tar (results.jsonl, log, profile table), $OUT/trace.json.gz
@@ -14,7 +14,7 @@
 set -o pipefail
 cd "$(dirname "$0")/../.." || exit 2
 END_S=${END_S:-550} PART1_S=${PART1_S:-330} RUN=${RUN:-runs/flowers64-v2}
-source benchmarks/gpu_session/h200_env.sh
+source benchmarks/records/gpu_session/h200_env.sh
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader
 python3 -c "import torch, diffusers; print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_device_name(), 'diffusers', diffusers.__version__)"
 
@@ -36,7 +36,7 @@ TRAIN_S=${TRAIN_S:-$(( $(left) - 40 ))}
 if [ "$TRAIN_S" -lt 100 ]; then el "no time left for training ($TRAIN_S s)"; exit 0; fi
 MIN=$(python3 -c "print(round(($TRAIN_S - 15) / 60, 2))")
 el "part 2: train $RUN for $MIN min (batch ${BATCH:-256}, lr ${LR:-3e-4}, pred ${PRED:-v}, compile ${COMPILE:-true})"
-timeout -s TERM $(( TRAIN_S + 10 )) python3 $B/gpu_session/largo_tuned.py train --preset flowers64 \
+timeout -s TERM $(( TRAIN_S + 10 )) python3 $B/records/gpu_session/largo_tuned.py train --preset flowers64 \
   --channel-mult 1,2,3,4 --batch-size ${BATCH:-256} --lr ${LR:-3e-4} --lr-warmup ${WARMUP:-500} \
   --lr-schedule cosine --steps 1000000 --max-minutes $MIN --precision bf16 --channels-last true \
   --compile ${COMPILE:-true} --ema-decay ${EMA:-0.9995} --prediction ${PRED:-v} --loss-weighting ${WEIGHT:-uniform} \

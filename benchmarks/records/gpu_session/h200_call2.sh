@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 18, H200 call 2, at once after h200_call1.sh on the same warm machine (carry [".device"]):
-#   bash benchmarks/gpu_session/h200_call2.sh            (timeout_s 600; the script ends itself by END_S)
+#   bash benchmarks/records/gpu_session/h200_call2.sh            (timeout_s 600; the script ends itself by END_S)
 # Evaluates $RUN (trained by call 1; refuses at once if the machine was given back in between) in the domain
 # classifier's space, each step with its own timeout from what remains:
 #   1. memorisation check, MEM_N samples (benchmarks/memorisation.py) → memorisation.json, $OUT/closest_pairs.png
@@ -12,7 +12,7 @@
 set -o pipefail
 cd "$(dirname "$0")/../.." || exit 2
 END_S=${END_S:-550} RUN=${RUN:-runs/flowers64-v2}
-source benchmarks/gpu_session/h200_env.sh
+source benchmarks/records/gpu_session/h200_env.sh
 [ -f $RUN/latest ] || { echo "no trained run at $RUN (the machine was given back?): run h200_call1.sh first"; exit 3; }
 CLF=$LARGO_CHECKPOINTS/classifiers/flowers102-64
 R=runs/v2-eval; mkdir -p $R

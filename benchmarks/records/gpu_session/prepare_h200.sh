@@ -4,12 +4,12 @@
 #   .device/snap/{src,benchmarks}  git archive of HEAD: the call runs committed code, not others' edits
 #   .device/ckpt/classifiers/flowers102-64   the domain classifier (the released checkpoints stay here)
 #   .device/whl/diffusers-0.42.1-py3-none-any.whl   not in the H200 image (its deps are)              ~6 MiB
-# Usage: bash benchmarks/gpu_session/prepare_h200.sh   (from the repository root; idempotent)
+# Usage: bash benchmarks/records/gpu_session/prepare_h200.sh   (from the repository root; idempotent)
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 D=.device
 [ -f $D/data/flowers-102/setid.mat ] && [ "$(ls $D/data/flowers-102/jpg | wc -l)" = 8189 ] \
-  || OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gpu_session/pack_flowers.py --out $D/data
+  || OMP_NUM_THREADS=1 .venv/bin/python benchmarks/records/gpu_session/pack_flowers.py --out $D/data
 rm -rf $D/snap && mkdir -p $D/snap && git archive HEAD src benchmarks | tar -x -C $D/snap
 mkdir -p $D/ckpt/classifiers && rm -rf $D/ckpt/classifiers/flowers102-64 \
   && cp -r checkpoints/classifiers/flowers102-64 $D/ckpt/classifiers/

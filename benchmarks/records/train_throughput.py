@@ -2,7 +2,7 @@
 for the Flowers-102 64×64 model on synthetic data of the dataset's shape (8,189 images, 102 classes), so it runs
 without the dataset.
 
-    python benchmarks/train_throughput.py --out results.jsonl \
+    python benchmarks/records/train_throughput.py --out results.jsonl \
         --settings "1,2,3,4:256:bf16:cl:eager" "1,2,3,4:256:bf16:cl:compile" ... [--deadline 150]
 
 Each setting is CHANNEL_MULT:BATCH:PRECISION:cl|nocl:eager|compile|eager-bench (eager-bench = eager with
@@ -26,7 +26,7 @@ from largo.config import preset_config
 from largo.data.datasets import ImageSet
 
 
-def fake_images(dataset, split, resolution, data_root="", **kw) -> ImageSet:
+def fake_images(resolution: int) -> ImageSet:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8189, 3, resolution, resolution), dtype=torch.uint8, generator=g)
     labels = torch.arange(8189) % 102
@@ -47,7 +47,7 @@ def run_setting(spec: str, warm: int, timed: int, device: str = "cuda") -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
-        tr = trainer_mod.Trainer(cfg, Path(tmp), progress=False)
+        tr = trainer_mod.Trainer(cfg, Path(tmp), progress=False, data=fake_images(cfg.data.resolution))
         params = sum(p.numel() for p in tr.net.parameters())
         first = []
         for _ in range(warm):
@@ -80,7 +80,6 @@ def main() -> None:
     p.add_argument("--deadline", type=float, default=1e9)
     p.add_argument("--device", default="cuda")
     a = p.parse_args()
-    trainer_mod.load_images = fake_images
     start = time.time()
     for spec in a.settings:
         if time.time() - start > a.deadline:

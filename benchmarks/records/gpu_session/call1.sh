@@ -9,7 +9,7 @@ T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
 el "phase A: demo sweep (7 parallel) + fashion training"
-S="python3 benchmarks/demo_sweep.py --out runs/sweep --data-root .device2/data"
+S="python3 benchmarks/records/demo_sweep.py --out runs/sweep --data-root .device2/data"
 ALL=ddim:20:3,ddim:20:2,dpmpp2m:20:3,dpmpp2m:20:2
 $S --name base_s0 --samplings $ALL > runs/sweep/base_s0.log 2>&1 &
 $S --name base_s1 --seed 1 --samplings $ALL > runs/sweep/base_s1.log 2>&1 &
@@ -34,7 +34,7 @@ python3 -m largo export $FR --out $OUT/fashion --dtype fp16
 python3 -m largo sample $FR --n 8 --batch-size 500 --out runs/fgrid > /dev/null 2>&1 && cp runs/fgrid/grid.png $OUT/fashion/samples.png
 tar -cf $OUT/fashion_run.tar $FR/log.jsonl $FR/eval $FR/config.json runs/fashion_train.log
 el "phase B: flowers throughput probe"
-python3 benchmarks/train_throughput.py --out $OUT/throughput.jsonl --deadline 140 --settings \
+python3 benchmarks/records/train_throughput.py --out $OUT/throughput.jsonl --deadline 140 --settings \
   "1,2,3,4:256:bf16:cl:eager" "1,2,3,4:256:bf16:cl:compile" "1,2,3,4:256:bf16:cl:eager-bench" \
   "1,2,3,4:256:bf16:nocl:eager" "1,2,2,4:256:bf16:cl:eager" "1,2,3,4:128:bf16:cl:eager" "1,2,3,4:64:bf16:cl:eager" \
   "1,2,3,4:256:fp32:cl:eager" "1,2,3,4:128:bf16:cl:compile" "1,2,3,4:64:bf16:cl:compile"
