@@ -202,7 +202,7 @@ def score_snapshot(cfg: RunConfig, snap: Path, step: int, judges: list, a: argpa
         sampler, steps, w, *rest = spec.split(":")
         clip_x0 = "noclip" not in rest
         t0 = time.time()
-        images = generate_images(net, cfg, labels, seeds, sampler=sampler, steps=int(steps), cfg_scale=float(w),
+        images = generate_images(net, cfg, labels, seeds, sampler=sampler, steps=int(steps), cfg=float(w),
                                  clip_x0=clip_x0, batch_size=250, device=torch.device("cpu"))
         if images.shape[-1] == 28:  # a native 28×28 model: pad as the data pipeline pads the 32×32 judges' data
             images = torch.nn.functional.pad(images, (2, 2, 2, 2))

@@ -31,13 +31,13 @@ HAND_WRITTEN = "<!-- hand-written from here on: kept when the benchmark rewrites
 
 
 def default_checkpoint() -> str:
-    gpu = REPO / "checkpoints" / "fashion_mnist-32"
-    return str(gpu) if gpu.exists() else str(REPO / "runs" / "bench-demo")
+    cpu = REPO / "checkpoints" / "fashion_mnist-32-cpu"
+    return str(cpu) if cpu.exists() else str(REPO / "runs" / "bench-demo")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=None, help="default: checkpoints/fashion_mnist-32, else runs/bench-demo")
+    p.add_argument("--checkpoint", default=None, help="default: checkpoints/fashion_mnist-32-cpu, else runs/bench-demo")
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the checkpoint's)")
