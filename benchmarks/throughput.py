@@ -81,7 +81,7 @@ def measure(preset: str, batch: int, a: argparse.Namespace) -> dict:
 
         s = tr.cfg.sample
         labels = torch.arange(batch) % classes
-        kw = dict(sampler="ddim", eta=0.0, cfg_scale=s.cfg, batch_size=batch, device=device)
+        kw = dict(sampler="ddim", eta=0.0, cfg=s.cfg, batch_size=batch, device=device)
         generate_images(tr.ema.net, tr.cfg, labels, steps=1, **kw)  # warm-up (eval mode, allocations)
         sync(device)
         t0 = time.perf_counter()

@@ -76,3 +76,23 @@ def test_the_flags_take_the_vocabulary_without_loading_torch():
     code = ("import sys, largo.cli; largo.cli.build_parser(); "
             "assert 'torch' not in sys.modules, 'the parser loaded torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_generate_images_takes_every_option_by_its_name():
+    """`cfg` is a sampling option, so the run config is not a keyword that an override could collide with."""
+    import dataclasses
+
+    import torch
+
+    from largo.config import preset_config
+    from largo.models import build_unet
+    from largo.sampling import generate_images
+
+    run_cfg = preset_config("demo")
+    run_cfg.model = dataclasses.replace(run_cfg.model, image_channels=1, num_classes=10, channel_mult=(1, 2),
+                                        attention_resolutions=())
+    run_cfg.data = dataclasses.replace(run_cfg.data, resolution=8)
+    net = build_unet(run_cfg.model, 8)
+    guided = generate_images(net, run_cfg, torch.tensor([1, 2]), sampler="ddim", steps=2, cfg=3.0, device="cpu")
+    plain = generate_images(net, run_cfg, torch.tensor([1, 2]), sampler="ddim", steps=2, cfg=1.0, device="cpu")
+    assert guided.shape == (2, 1, 8, 8) and guided.dtype == torch.uint8 and plain.shape == guided.shape

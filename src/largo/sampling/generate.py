@@ -34,26 +34,26 @@ def image_shape(cfg: RunConfig) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
-def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None,
+def generate_images(net: nn.Module, run_cfg: RunConfig, labels: torch.Tensor, seeds: list[int] | None = None,
                     options: SamplingOptions | None = None, *, batch_size: int = 64,
                     device: torch.device | str | None = None, progress: bool = False,
                     dist_info: DistInfo | None = None, latent: LatentSpace | None = None,
                     callback: Callable[[int, int], None] | None = None, **overrides) -> torch.Tensor:
     """Images (uint8, N×C×H×W) for `labels`; image i is drawn from seed `seeds[i]` (default i), so it does not
-    depend on the batch size or on how many processes share the work. `options` (or keyword `overrides` such
-    as steps=10, resolved against `cfg.sample`) say how to sample. With `dist_info` of several processes, rank r
-    draws images r, r+W, … and every rank returns all N images in order (no image drawn twice, none missing).
+    depend on the batch size or on how many processes share the work. `options` (or keyword `overrides` in
+    SamplingOptions' names, such as steps=10 or cfg=3, resolved against `run_cfg.sample`) say how to sample. With
+    `dist_info` of several processes, rank r draws images r, r+W, … and every rank returns all N images in order.
     A latent model (`latent`, its latent space) samples latents and hands out their decoded pixels.
     `callback(done, total)` follows the sampler's steps over all batches (one process; raising there stops)."""
-    options = options or SamplingOptions.resolve(cfg, **overrides)
+    options = options or SamplingOptions.resolve(run_cfg, **overrides)
     seeds = list(range(len(labels))) if seeds is None else list(seeds)
     if len(seeds) != len(labels):
         raise ValueError("need one seed per label")
     if dist_info is not None and dist_info.enabled:
-        return _generate_sharded(net, cfg, labels, seeds, options, batch_size, device, progress, dist_info, latent)
+        return _generate_sharded(net, run_cfg, labels, seeds, options, batch_size, device, progress, dist_info, latent)
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net = net.to(device).eval()
-    denoiser = make_denoiser(net, cfg, options)
+    denoiser = make_denoiser(net, run_cfg, options)
     amp = sampling_autocast(device, options.precision)
     out = []
     batches = -(-len(labels) // batch_size)
@@ -61,7 +61,7 @@ def generate_images(net: nn.Module, cfg: RunConfig, labels: torch.Tensor, seeds:
         y = labels[i:i + batch_size].to(device)
         step = None if callback is None else lambda done, n, b=b: callback(b * n + done, batches * n)
         with amp:
-            x = sample(denoiser, (len(y), *image_shape(cfg)), y, sampler=options.sampler, steps=options.steps,
+            x = sample(denoiser, (len(y), *image_shape(run_cfg)), y, sampler=options.sampler, steps=options.steps,
                        eta=options.eta, spacing=options.spacing, seeds=seeds[i:i + batch_size], device=device,
                        progress=progress, clip_x0=options.clip_x0, callback=step)
         out.append(to_uint8(latent.decode(x, batch_size) if latent is not None else x).cpu())
