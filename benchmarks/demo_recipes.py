@@ -41,7 +41,7 @@ CLASSIFIERS = ("checkpoints/classifiers/fashion_mnist-32", "checkpoints/classifi
 
 
 def recipe_config(a: argparse.Namespace) -> RunConfig:
-    cfg = preset_config("demo")
+    cfg = preset_config(a.preset)
     train = {"precision": a.precision, "max_minutes": 0.0, "steps": a.steps, "seed": a.seed, "device": "cpu",
              "checkpoint_every": 10**9, "sample_every": 0}
     for key in ("lr", "lr_schedule", "ema_decay", "batch_size", "lr_warmup"):
@@ -266,6 +266,7 @@ def main() -> None:
     t.add_argument("--loss-weighting")
     t.add_argument("--base-channels", type=int)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--preset", default="demo", help="the recipe's starting point (demo32: the 2026-12-02 demo)")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="any config field, e.g. diffusion.prediction=edm (repeatable)")
     s = sub.add_parser("score")

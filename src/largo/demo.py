@@ -37,8 +37,10 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
     t0 = time.time()
     trainer = Trainer(cfg, run_dir)
     log(f"largo demo: training {sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M-parameter U-Net on "
-        f"Fashion-MNIST 32×32 for {cfg.train.max_minutes:g} min on {trainer.device} in "
-        f"{describe_precision(trainer.amp_dtype, trainer.device)} (run: {run_dir})")
+        f"Fashion-MNIST {describe_size(cfg)} for {cfg.train.max_minutes:g} min on {trainer.device} in "
+        f"{describe_precision(trainer.amp_dtype, trainer.device)}; batch {cfg.train.batch_size}, "
+        f"{cfg.diffusion.prediction}-prediction, {cfg.diffusion.loss_weighting} weighting, class embedding "
+        f"{cfg.model.class_embedding} (run: {run_dir})")
     summary = trainer.fit()
     log(f"largo demo: trained {summary['step']} steps ({summary['step'] * cfg.train.batch_size} images) in "
         f"{summary['minutes']:.1f} min")
@@ -55,6 +57,11 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
     log(check["line"])
     return {"run_dir": str(run_dir), "grid": str(grid_path), "accuracy": check.get("sample_accuracy"),
             "independent_accuracy": check.get("independent_sample_accuracy"), "steps": summary["step"]}
+
+
+def describe_size(cfg: RunConfig) -> str:
+    r = cfg.data.resolution
+    return f"{r}×{r}" + (" (its own size; judged zero-padded to 32×32, as the data pipeline pads)" if r == 28 else "")
 
 
 def check_with_classifiers(net: torch.nn.Module, cfg: RunConfig, names: list[str], per_class: int,
