@@ -1,11 +1,12 @@
 """Training images per second of demo variants, measured alternately in one process, as ratios to the first.
 
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/demo_throughput.py --precision fp32 \
-        --variant "" --variant "train.batch_size=32" --variant "data.resolution=28 model.attention_resolutions=[7]" \
-        --variant "data.resolution=28 model.attention_resolutions=[7] train.batch_size=32"
+        --variant "preset=demo32" --variant "preset=demo32 train.batch_size=32" \
+        --variant "preset=demo32 data.resolution=28 model.attention_resolutions=[7]" --variant "preset=demo"
 
-Each variant is the `demo` preset with space-separated SECTION.FIELD=JSON overrides ("" = the preset as it is),
-trained by the real `Trainer.train_step` on the real Fashion-MNIST stream. Every round times `--steps` steps of
+Each variant is the `demo` preset (or `preset=NAME` first) with space-separated SECTION.FIELD=JSON overrides ("" =
+the preset as it is), trained by the real `Trainer.train_step` on the real Fashion-MNIST stream. Every round times
+`--steps` steps of
 each variant in turn (after `--warmup` untimed steps when the variant is first built), so a change in the
 machine's load touches all variants alike; the ratio per round is images/s of the variant over the first
 variant's, and the median over rounds is reported (issue 23's throughput target is stated as such a ratio).
@@ -30,10 +31,12 @@ from largo.train.trainer import Trainer
 
 
 def variant_config(overrides: str, precision: str):
-    cfg = preset_config("demo")
+    items = overrides.split()
+    preset = items.pop(0).partition("=")[2] if items and items[0].startswith("preset=") else "demo"
+    cfg = preset_config(preset)
     cfg.train = dataclasses.replace(cfg.train, precision=precision, device="cpu", max_minutes=0.0, steps=10**6,
                                     checkpoint_every=10**6)
-    for item in overrides.split():
+    for item in items:
         key, _, raw = item.partition("=")
         section, _, name = key.partition(".")
         value = json.loads(raw) if raw[:1] in "[{0123456789-tf" else raw
