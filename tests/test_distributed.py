@@ -97,7 +97,8 @@ def test_sharded_generation_returns_each_image_once(runs, tmp_path):
 
 
 def test_batch_not_divisible_by_world_size_is_a_clear_error(data_root, tmp_path):
-    args = [a if a != "8" else "7" for a in TINY]  # batch 7 over 2 processes
+    args = list(TINY)
+    args[args.index("--batch-size") + 1] = "7"  # batch 7 over 2 processes
     result = _torchrun(2, "-m", "largo", "train", *args, "--data-root", str(SHARED_DATA), "--run-dir", str(tmp_path / "r"))
     assert result.returncode != 0
     assert "largo: error: batch_size 7 is not divisible by the 2 processes" in result.stderr

@@ -165,7 +165,7 @@ class UNet(nn.Module):
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        emb = timestep_embedding(t, self.base_channels)
+        emb = timestep_embedding(t, self.base_channels).to(self.embed_mlp[0].weight.dtype)  # e.g. a float64 net
         if self.class_embed is None:
             return self.embed_mlp(emb)
         if y is None:
