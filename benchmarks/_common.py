@@ -28,3 +28,20 @@ def synthetic_images(channels: int, classes: int, resolution: int, n: int) -> Im
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, channels, resolution, resolution), dtype=torch.uint8, generator=g)
     return ImageSet(images, torch.arange(n) % classes, [f"class{i}" for i in range(classes)])
+
+
+def set_fields(cfg, items):
+    """`cfg` with SECTION.FIELD=VALUE (or FIELD=VALUE) overrides, the way the scripts' `--set` reads them: VALUE
+    is JSON where it parses (28, [7], true), else a bare string (edm); names and types are checked like flags."""
+    import json
+
+    from largo.config import check_overrides, with_overrides
+
+    flat = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            flat[key.rpartition(".")[2]] = json.loads(raw)
+        except json.JSONDecodeError:
+            flat[key.rpartition(".")[2]] = raw
+    return with_overrides(cfg, check_overrides(flat, "--set"))

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from _common import set_fields
 from largo.config import RunConfig, preset_config
 from largo.data import load_images
 from largo.metrics.classifier import classifier_outputs, load_classifier
@@ -48,15 +49,7 @@ def recipe_config(a: argparse.Namespace) -> RunConfig:
         if getattr(a, key) is not None:
             train[key] = getattr(a, key)
     cfg.train = dataclasses.replace(cfg.train, **train)
-    for item in a.set:  # SECTION.FIELD=VALUE (JSON value, or a bare string)
-        key, _, raw = item.partition("=")
-        section, _, name = key.partition(".")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        value = tuple(value) if isinstance(value, list) else value
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: value}))
+    cfg = set_fields(cfg, a.set)
     if a.loss_weighting:
         cfg.diffusion = dataclasses.replace(cfg.diffusion, loss_weighting=a.loss_weighting)
     if a.base_channels:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from _common import load_average
+from _common import load_average, set_fields
 from largo.config import preset_config
 from largo.train.trainer import Trainer
 
@@ -36,13 +36,7 @@ def variant_config(overrides: str, precision: str):
     cfg = preset_config(preset)
     cfg.train = dataclasses.replace(cfg.train, precision=precision, device="cpu", max_minutes=0.0, steps=10**6,
                                     checkpoint_every=10**6)
-    for item in items:
-        key, _, raw = item.partition("=")
-        section, _, name = key.partition(".")
-        value = json.loads(raw) if raw[:1] in "[{0123456789-tf" else raw
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: tuple(value) if isinstance(
-            value, list) else value}))
-    return cfg
+    return set_fields(cfg, items)
 
 
 def main() -> None:

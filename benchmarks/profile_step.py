@@ -29,7 +29,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import load_average
+from _common import load_average, set_fields
 from largo.config import preset_config
 from largo.diffusion.loss import diffusion_loss
 from largo.runtime import autocast
@@ -91,12 +91,7 @@ def main() -> None:
     cfg = preset_config(a.preset)
     cfg.train = dataclasses.replace(cfg.train, precision=a.precision, device="cpu", max_minutes=0.0, steps=10**6,
                                     checkpoint_every=10**6, lr_warmup=0)
-    for item in a.set:
-        key, _, raw = item.partition("=")
-        section, _, name = key.partition(".")
-        value = json.loads(raw)
-        setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{name: tuple(value) if isinstance(
-            value, list) else value}))
+    cfg = set_fields(cfg, a.set)
     isa = os.environ.get("ATEN_CPU_CAPABILITY", "default") + "/" + os.environ.get("ONEDNN_MAX_CPU_ISA", "default")
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, Path(tmp), progress=False)

@@ -79,7 +79,7 @@ class Trainer:
         self.net = self.task.build_net().to(self.device)
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.net, t.ema_decay, t.ema_warmup, getattr(t, "ema_power", 0.0))
+        self.ema = EMA(self.net, t.ema_decay, t.ema_warmup, t.ema_power)
         fused = self.device.type == "cuda"
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                      weight_decay=t.weight_decay, fused=fused, foreach=None if fused else True)
