@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from helpers import make_folder, tiny_config
 from largo.config import (LATENT_NORMS, PRECISIONS, PREDICTIONS, SAMPLE_PRECISIONS, SAMPLERS, SCHEDULES, SPACINGS,
                           WEIGHTINGS, AutoencoderRunConfig, RunConfig, field_types)
-from largo.config.choices import CLASS_EMBEDDINGS, RECONSTRUCTION_LOSSES
+from largo.config.choices import CLASS_EMBEDDINGS, RECONSTRUCTION_LOSSES, UPSAMPLES
 from largo.errors import LargoError
 from largo.train.trainer import Trainer
 
@@ -33,7 +33,8 @@ from largo.train.trainer import Trainer
 CHOICES = {"schedule": SCHEDULES, "prediction": PREDICTIONS, "loss_weighting": WEIGHTINGS, "sampler": SAMPLERS,
            "spacing": SPACINGS, "sample_precision": SAMPLE_PRECISIONS, "precision": PRECISIONS,
            "latent_norm": LATENT_NORMS, "lr_schedule": ("constant", "cosine"), "bad_images": ("error", "skip"),
-           "reconstruction": RECONSTRUCTION_LOSSES, "class_embedding": CLASS_EMBEDDINGS}
+           "reconstruction": RECONSTRUCTION_LOSSES, "class_embedding": CLASS_EMBEDDINGS,
+           "upsample": UPSAMPLES}
 # Fields whose automatic value (see `_probe_values`) would not show the effect, or that have none.
 VALUES: dict[str, list] = {
     "dataset": ["mnist"], "data_root": ["<empty folder>"], "autoencoder": ["autoencoder-flowers128"],

@@ -43,3 +43,33 @@ def test_attention_appears_only_at_requested_resolutions():
         h.remove()
     assert set(seen) == {16, 8}
     assert dataclasses.asdict(cfg)["num_heads"] == 4
+
+
+@pytest.mark.parametrize("upsample", ["nearest_conv", "transposed"])
+def test_upsample_kinds_keep_the_shape_and_learn(upsample):
+    cfg = ModelConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+                      num_heads=2, image_channels=1, num_classes=3, upsample=upsample)
+    net = build_unet(cfg, 14)  # an odd side below the top level (7) must come back to 14
+    from largo.models.unet import TransposedUpsample, Upsample
+    kind = TransposedUpsample if upsample == "transposed" else Upsample
+    assert isinstance(net.upsample[0], kind)
+    for p in net.parameters():  # zero-initialised output layers would stop the gradient
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 1, 14, 14)
+    out = net(x, torch.tensor([3.0, 500.0]), torch.tensor([0, 2]))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert net.upsample[0].conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("tokens", [49, 64, 256])
+def test_cpu_bf16_attention_matches_the_fused_kernel(tokens):
+    # the math path that small bf16 attention takes on the CPU computes the same softmax(qk^T/sqrt(d))v
+    from largo.models.unet import attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, tokens, 16) for _ in range(3))
+    exact = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    got = attention(q.bfloat16(), k.bfloat16(), v.bfloat16()).float()
+    assert got.dtype == torch.float32 and got.shape == exact.shape
+    assert (got - exact).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
+    assert torch.equal(attention(q, k, v), exact)  # fp32 keeps the fused kernel

@@ -2,7 +2,8 @@
 
 Layout (Ho et al. 2020, as the LARGO report describes it): per level `num_res_blocks` residual blocks and an
 attention block where the feature map's side is in `attention_resolutions`, then a strided-conv downsample;
-a middle of res-attn-res; the decoder mirrors it with skip concatenation and nearest + conv upsampling.
+a middle of res-attn-res; the decoder mirrors it with skip concatenation and nearest + conv upsampling (or a
+transposed convolution, `upsample: transposed`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.out_layers(h)
 
 
+# At or below this many tokens, bf16 attention on the CPU runs as plain matmul + softmax: there torch's fused SDPA
+# kernel is 3-5x slower (fwd+bwd, 49 tokens: 50 ms against 11 ms; 64: 35 against 12; equal at 256; docs/SPEED.md).
+CPU_BF16_MATH_TOKENS = 64
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, tokens, d); the softmax is taken in fp32 on the math path."""
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= CPU_BF16_MATH_TOKENS:
+        weights = (q @ k.transpose(-1, -2)).float().mul(q.shape[-1] ** -0.5).softmax(-1)
+        return weights.to(v.dtype) @ v
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class AttentionBlock(nn.Module):
     """Multi-head self-attention over the H×W positions (scaled_dot_product_attention picks the fast kernel)."""
 
@@ -72,7 +86,7 @@ class AttentionBlock(nn.Module):
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         qkv = F.linear(tokens, self.qkv.weight.flatten(1), self.qkv.bias)
         q, k, v = qkv.unflatten(-1, (3, self.num_heads, c // self.num_heads)).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, head_dim)
+        out = attention(q, k, v)  # (B, heads, HW, head_dim)
         out = F.linear(out.transpose(1, 2).flatten(2), self.proj.weight.flatten(1), self.proj.bias)
         return x + out.transpose(1, 2).reshape(b, c, h, w)
 
@@ -93,6 +107,17 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class TransposedUpsample(nn.Module):
+    """×2 by a 2×2 stride-2 transposed convolution: each input pixel writes its own 2×2 output patch."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(channels, channels, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
 
 
 class Level(nn.Module):
@@ -159,7 +184,8 @@ class UNet(nn.Module):
                 attns.append(attn(out, res))
                 width = out
             self.up.append(Level(blocks, attns))
-            self.upsample.append(Upsample(width) if i > 0 else nn.Identity())
+            upsample = TransposedUpsample if cfg.upsample == "transposed" else Upsample
+            self.upsample.append(upsample(width) if i > 0 else nn.Identity())
             if i > 0:
                 res *= 2
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
