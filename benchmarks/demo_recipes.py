@@ -142,7 +142,7 @@ def train_peer(a: argparse.Namespace) -> None:
             shadow = peer_unet()
             ema.copy_to(shadow.parameters())
             save_file({k: v.contiguous() for k, v in shadow.state_dict().items()}, str(out / f"snap_{step}.safetensors"))
-            log.append({"step": step, "seconds": round(time.time() - t0, 1), "loss": float(loss)})
+            log.append({"step": step, "seconds": round(time.time() - t0, 1), "loss": float(loss.detach())})
             print(f"{a.name}: step {step} ({time.time() - t0:.0f} s)", flush=True)
     cfg = preset_config("demo")
     cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="v")

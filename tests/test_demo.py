@@ -18,8 +18,9 @@ def test_demo_trains_draws_and_ends_with_both_verdicts(tmp_path, data_root):
     out = run_demo(minutes=0.02, run_dir=run, data_root=str(data_root), device="cpu", per_class=1,
                    check_per_class=2, log=lines.append)
     precision = describe_precision(resolve_precision("auto", torch.device("cpu")), torch.device("cpu"))
-    assert lines[0].startswith("largo demo: training 1.11 M-parameter U-Net on Fashion-MNIST 28×28 (its own size")
-    assert f"in {precision}; batch 32, v-prediction, min_snr weighting, class embedding add" in lines[0]
+    assert lines[0].startswith("largo demo: training 1.07 M-parameter U-Net on Fashion-MNIST 28×28 (its own size")
+    assert f"in {precision}; batch 32, v-prediction, min_snr weighting, class embedding add, transposed upsampling" in lines[0]
+    assert "cfg 3, x̂0 not clipped" in lines[2]
     assert out["steps"] >= 1 and (run / "demo_grid.png").is_file()
     check = json.loads((run / "eval" / "demo_classifier.json").read_text())
     assert check["n_generated"] == 20 and check["classifier_arch"] == "preact-resnet-gn"

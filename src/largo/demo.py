@@ -40,7 +40,7 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
         f"Fashion-MNIST {describe_size(cfg)} for {cfg.train.max_minutes:g} min on {trainer.device} in "
         f"{describe_precision(trainer.amp_dtype, trainer.device)}; batch {cfg.train.batch_size}, "
         f"{cfg.diffusion.prediction}-prediction, {cfg.diffusion.loss_weighting} weighting, class embedding "
-        f"{cfg.model.class_embedding} (run: {run_dir})")
+        f"{cfg.model.class_embedding}, {cfg.model.upsample.replace('_', ' + ')} upsampling (run: {run_dir})")
     summary = trainer.fit()
     log(f"largo demo: trained {summary['step']} steps ({summary['step'] * cfg.train.batch_size} images) in "
         f"{summary['minutes']:.1f} min")
@@ -50,7 +50,8 @@ def run_demo(minutes: float | None = None, run_dir: Path | None = None, data_roo
     images = generate_images(net, cfg, labels, device=trainer.device)
     grid_path = run_dir / "demo_grid.png"
     atomic_save_image(grid_path, labelled_grid(images, per_class, names))
-    log(f"largo demo: {len(images)} samples ({s.sampler}, {s.sample_steps} steps, cfg {s.cfg:g}) in "
+    log(f"largo demo: {len(images)} samples ({s.sampler}, {s.sample_steps} steps, cfg {s.cfg:g}, x̂0 "
+        f"{'clipped' if s.clip_x0 else 'not clipped'}) in "
         f"{time.time() - t1:.0f} s → {grid_path}")
     check = check_with_classifiers(net, cfg, names, check_per_class, trainer.device, run_dir)
     log(f"largo demo: done in {(time.time() - t0) / 60:.1f} min. Grid: {grid_path}  Run: {run_dir}")
