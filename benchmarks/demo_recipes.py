@@ -144,8 +144,10 @@ def train_peer(a: argparse.Namespace) -> None:
             save_file({k: v.contiguous() for k, v in shadow.state_dict().items()}, str(out / f"snap_{step}.safetensors"))
             log.append({"step": step, "seconds": round(time.time() - t0, 1), "loss": float(loss.detach())})
             print(f"{a.name}: step {step} ({time.time() - t0:.0f} s)", flush=True)
-    cfg = preset_config("demo")
-    cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="v")
+    # recorded for the scorer and the report: the peer's size, batch and prediction (its network is diffusers')
+    cfg = preset_config("demo32")
+    cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="v", loss_weighting="uniform")
+    cfg.train = dataclasses.replace(cfg.train, batch_size=batch)
     cfg.model = dataclasses.replace(cfg.model, image_channels=1, num_classes=10, input_size=32)
     settings = {"name": a.name, "peer": "diffusers", "config": cfg.to_dict(), "threads": torch.get_num_threads(),
                 "train_seconds": round(time.time() - t0, 1), "snapshots": log}
@@ -227,6 +229,8 @@ def report(a: argparse.Namespace) -> None:
     for r in sorted(rows, key=lambda r: (r["run"], r["step"], r.get("spec", ""))):
         cells = " | ".join(f"{r[j]['accuracy']:.3f} | {r[j]['fd']:.2f}" if j in r else " | " for j in judges)
         print(f"| {r['run']} | {r['step']} | {r.get('spec', '')} | {cells} |")
+    if a.curves and a.curves_png:
+        plot_curves(a, rows, judges)
     curve = sorted((r for r in rows if r["run"] == a.curve and r.get("spec") == a.curve_spec), key=lambda r: r["step"])
     if not curve or not a.png:
         return
@@ -240,6 +244,29 @@ def report(a: argparse.Namespace) -> None:
     panel = Panel(f"{a.curve}: share of {curve[0]['n']} samples recognised ({a.curve_spec})", series,
                   xlabel="training steps (batch 64)", ylabel="accuracy")
     plot([panel], (720, 420)).save(a.png)
+
+
+def plot_curves(a: argparse.Namespace, rows: list[dict], judges: list[str]) -> None:
+    """Accuracy and FD against training images for several runs (--curves), one panel per judge and measure."""
+    from largo.draw.plot import BLUE, GREEN, ORANGE, RED, Panel, Series, plot
+
+    colors = (BLUE, ORANGE, GREEN, RED, (148, 103, 189), (140, 86, 75))
+    panels = []
+    for measure in ("accuracy", "fd"):
+        for j in judges:
+            series = []
+            for run, color in zip(a.curves.split(","), colors):
+                batch = json.loads((a.out / run / "settings.json").read_text())["config"]["train"]["batch_size"]
+                pts = sorted((r["step"] * batch / 1000, r[j][measure]) for r in rows
+                             if r["run"] == run and r.get("spec") == a.curve_spec and j in r)
+                if pts:
+                    series.append(Series([x for x, _ in pts], [y for _, y in pts], color, label=run))
+            n = next(r["n"] for r in rows if r["run"] in a.curves.split(","))
+            panels.append(Panel(f"{j}: {'share recognised' if measure == 'accuracy' else 'Fréchet distance'}",
+                                series, xlabel="training images (thousands)",
+                                ylabel=measure if measure == "accuracy" else "FD (judge's features)",
+                                notes=[f"N = {n}, {a.curve_spec}"]))
+    plot(panels, (420, 360)).save(a.curves_png)
 
 
 def main() -> None:
@@ -274,6 +301,8 @@ def main() -> None:
     r.add_argument("--curve", default="base", help="the run whose snapshots make the curve")
     r.add_argument("--curve-spec", default="dpmpp2m:20:3")
     r.add_argument("--png", type=Path, help="write the curve here")
+    r.add_argument("--curves", default="", help="comma-separated runs: accuracy and FD against images, each judge")
+    r.add_argument("--curves-png", type=Path, help="write the --curves figure here")
     r.add_argument("--mark", dest="marks", action="append", default=[], type=lambda v: (int(v.split(":")[0]),
                    v.split(":", 1)[1]), help="STEP:LABEL, a vertical line (repeatable)")
     for q in (tp,):
