@@ -188,6 +188,7 @@ def _check_args(denoiser: Denoiser, sampler: str, steps: int, eta: float, spacin
         raise LargoError(f"unknown ddpm_variance {ddpm_variance!r}; valid: {', '.join(DDPM_VARIANCES)}")
 
 
+# long function: the one sampling loop's arguments, their checks and documentation; the work is in the helpers
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,

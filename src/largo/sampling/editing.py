@@ -51,11 +51,11 @@ def check_strength(strength: float) -> float:
     return s
 
 
-def check_images(images: Tensor, cfg: RunConfig, what: str = "image") -> Tensor:
+def check_images(images: Tensor, run_cfg: RunConfig, what: str = "image") -> Tensor:
     """uint8 (N, C, H, W) of the model's channels and size, else one line saying what it is and what is needed."""
-    if cfg.data.autoencoder:
+    if run_cfg.data.autoencoder:
         raise LargoError("editing works on pixel models; this is a latent diffusion model")
-    c, h, w = image_shape(cfg)
+    c, h, w = image_shape(run_cfg)
     if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.ndim != 4:
         raise LargoError(f"the {what}s must be a uint8 tensor (N, C, H, W)")
     if tuple(images.shape[1:]) != (c, h, w):
@@ -79,48 +79,48 @@ def check_masks(masks: Tensor, images: Tensor) -> Tensor:
     return m.expand(len(images), 1, *m.shape[-2:])
 
 
-def _labels(labels: Sequence[int] | Tensor, n: int, cfg: RunConfig) -> Tensor:
+def _labels(labels: Sequence[int] | Tensor, n: int, run_cfg: RunConfig) -> Tensor:
     y = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     y = y.expand(n) if len(y) == 1 else y
     if len(y) != n:
         raise LargoError(f"got {len(y)} classes for {n} images")
-    k = cfg.model.num_classes
+    k = run_cfg.model.num_classes
     if k == 0 or bool(((y < 0) | (y >= k)).any()):
         raise LargoError(f"classes must be in [0, {k - 1}]" if k else "editing toward a class needs a "
                          "class-conditional model")
     return y
 
 
-def _setup(net: nn.Module, cfg: RunConfig, options: SamplingOptions | None, overrides: dict,
+def _setup(net: nn.Module, run_cfg: RunConfig, options: SamplingOptions | None, overrides: dict,
            device: torch.device | str | None) -> tuple[SamplingOptions, torch.device, nn.Module]:
-    options = options or SamplingOptions.resolve(cfg, **overrides)
+    options = options or SamplingOptions.resolve(run_cfg, **overrides)
     device = torch.device(device) if device is not None else next(net.parameters()).device
     return options, device, net.to(device).eval()
 
 
 # -- image-to-image (SDEdit) -----------------------------------------------------------------------------------
-def sdedit_start(cfg: RunConfig, options: SamplingOptions, strength: float) -> tuple[int, int]:
+def sdedit_start(run_cfg: RunConfig, options: SamplingOptions, strength: float) -> tuple[int, int]:
     """(grid points skipped, steps walked): the last round(strength · n) of the sampler's n steps, at least one."""
-    n = trajectory_length(cfg, options)
+    n = trajectory_length(run_cfg, options)
     walked = 0 if strength == 0 else max(1, round(strength * n))
     return n - walked, walked
 
 
 @torch.no_grad()
-def image_to_image(net: nn.Module, cfg: RunConfig, images: Tensor, labels: Sequence[int] | Tensor,
+def image_to_image(net: nn.Module, run_cfg: RunConfig, images: Tensor, labels: Sequence[int] | Tensor,
                    strength: float, seeds: Sequence[int] | None = None, options: SamplingOptions | None = None, *,
                    batch_size: int = 64, device: torch.device | str | None = None, **overrides) -> EditResult:
     """SDEdit: each image noised to the level of the sampler's grid point at `strength` (the noise from its
     seed) and denoised toward its label. Strength 0 returns the images; 1 is plain sampling from the seeds."""
     strength = check_strength(strength)
-    images = check_images(images, cfg)
-    y_all = _labels(labels, len(images), cfg)
+    images = check_images(images, run_cfg)
+    y_all = _labels(labels, len(images), run_cfg)
     seeds = list(range(len(images))) if seeds is None else [int(s) for s in seeds]
-    options, device, net = _setup(net, cfg, options, overrides, device)
-    start, walked = sdedit_start(cfg, options, strength)
+    options, device, net = _setup(net, run_cfg, options, overrides, device)
+    start, walked = sdedit_start(run_cfg, options, strength)
     if walked == 0:
         return EditResult(images.clone(), 0.0, 0)
-    denoiser = make_denoiser(net, cfg, options)
+    denoiser = make_denoiser(net, run_cfg, options)
     out = []
     with sampling_autocast(device, options.precision):
         for i in range(0, len(images), batch_size):
@@ -198,7 +198,7 @@ def _inpaint_batch(job: _Inpaint, x_src: Tensor, known: Tensor, y: Tensor, seeds
 
 # long function: checks, the walk's path and the batch loop of one call, each a few lines
 @torch.no_grad()
-def inpaint(net: nn.Module, cfg: RunConfig, images: Tensor, masks: Tensor, labels: Sequence[int] | Tensor,
+def inpaint(net: nn.Module, run_cfg: RunConfig, images: Tensor, masks: Tensor, labels: Sequence[int] | Tensor,
             seeds: Sequence[int] | None = None, options: SamplingOptions | None = None, *, method: str = "repaint",
             jump_length: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE, eta: float | None = None,
             batch_size: int = 64, device: torch.device | str | None = None, **overrides) -> EditResult:
@@ -207,20 +207,20 @@ def inpaint(net: nn.Module, cfg: RunConfig, images: Tensor, masks: Tensor, label
     the input's, bit for bit. `options.sampler` is not used: each method is its own walk."""
     if method not in INPAINT_METHODS:
         raise LargoError(f"unknown inpainting method {method!r}; valid: {', '.join(INPAINT_METHODS)}")
-    images = check_images(images, cfg)
+    images = check_images(images, run_cfg)
     fill = check_masks(masks, images)
-    y_all = _labels(labels, len(images), cfg)
+    y_all = _labels(labels, len(images), run_cfg)
     seeds = list(range(len(images))) if seeds is None else [int(s) for s in seeds]
-    options, device, net = _setup(net, cfg, options, overrides, device)
+    options, device, net = _setup(net, run_cfg, options, overrides, device)
     eta = INPAINT_ETA[method] if eta is None else float(eta)
     if not 0 <= eta <= 1:
         raise LargoError(f"eta must be in [0, 1], got {eta}")
-    sched = NoiseSchedule.from_config(cfg.diffusion)
+    sched = NoiseSchedule.from_config(run_cfg.diffusion)
     timesteps = sched.timesteps(options.steps, options.spacing)
     abar = sched.alphas_cumprod[timesteps].tolist() + [1.0]
     n = len(timesteps)
     path = repaint_path(n, jump_length, resample) if method == "repaint" else list(range(n + 1))
-    denoiser = make_denoiser(net, cfg, options)
+    denoiser = make_denoiser(net, run_cfg, options)
     job = _Inpaint(denoiser, timesteps, abar, method, eta, options.clip_x0)
     out, steps = [], 0
     with sampling_autocast(device, options.precision):
@@ -240,21 +240,21 @@ def check_frames(frames: int) -> int:
 
 
 @torch.no_grad()
-def interpolate_classes(net: nn.Module, cfg: RunConfig, class_a: int, class_b: int, frames: int = 8, seed: int = 0,
+def interpolate_classes(net: nn.Module, run_cfg: RunConfig, class_a: int, class_b: int, frames: int = 8, seed: int = 0,
                         options: SamplingOptions | None = None, *, device: torch.device | str | None = None,
                         **overrides) -> Tensor:
     """uint8 (frames, C, H, W): one seed, the class embedding mixed (1 − λ) e_a + λ e_b for λ evenly from 0 to 1;
     guidance pushes toward the same mixture (its conditional branch sees it)."""
     frames = check_frames(frames)
-    k = cfg.model.num_classes
-    _labels([class_a, class_b], 2, cfg)
-    options, device, net = _setup(net, cfg, options, overrides, device)
+    k = run_cfg.model.num_classes
+    _labels([class_a, class_b], 2, run_cfg)
+    options, device, net = _setup(net, run_cfg, options, overrides, device)
     lam = torch.linspace(0, 1, frames)
     weights = torch.zeros(frames, k + 1)
     weights[:, class_a] += 1 - lam
     weights[:, class_b] += lam
     with sampling_autocast(device, options.precision):
-        x = sample(make_denoiser(net, cfg, options), (frames, *image_shape(cfg)), weights.to(device),
+        x = sample(make_denoiser(net, run_cfg, options), (frames, *image_shape(run_cfg)), weights.to(device),
                    sampler=options.sampler, steps=options.steps, eta=options.eta, spacing=options.spacing,
                    seeds=[seed] * frames, device=device, clip_x0=options.clip_x0)
     return to_uint8(x).cpu()
@@ -270,19 +270,19 @@ def slerp(a: Tensor, b: Tensor, lam: float) -> Tensor:
 
 
 @torch.no_grad()
-def interpolate_seeds(net: nn.Module, cfg: RunConfig, label: int, seed_a: int, seed_b: int, frames: int = 8,
+def interpolate_seeds(net: nn.Module, run_cfg: RunConfig, label: int, seed_a: int, seed_b: int, frames: int = 8,
                       options: SamplingOptions | None = None, *, device: torch.device | str | None = None,
                       **overrides) -> Tensor:
     """uint8 (frames, C, H, W) of one class, the initial noise slerp'ed from seed_a's to seed_b's (a deterministic
     sampler makes the strip continuous; an ancestral one draws its later noise from seed_a)."""
     frames = check_frames(frames)
-    y = _labels([label], frames, cfg)
-    options, device, net = _setup(net, cfg, options, overrides, device)
-    shape = image_shape(cfg)
+    y = _labels([label], frames, run_cfg)
+    options, device, net = _setup(net, run_cfg, options, overrides, device)
+    shape = image_shape(run_cfg)
     ends = [ImageNoise([s], shape, device).draw()[0] for s in (seed_a, seed_b)]
     noise = torch.stack([slerp(ends[0], ends[1], float(lam)) for lam in torch.linspace(0, 1, frames)])
     with sampling_autocast(device, options.precision):
-        x = sample(make_denoiser(net, cfg, options), (frames, *shape), y.to(device), sampler=options.sampler,
+        x = sample(make_denoiser(net, run_cfg, options), (frames, *shape), y.to(device), sampler=options.sampler,
                    steps=options.steps, eta=options.eta, spacing=options.spacing, seeds=[seed_a] * frames,
                    device=device, clip_x0=options.clip_x0, init_noise=noise)
     return to_uint8(x).cpu()
