@@ -15,7 +15,7 @@ Images are uint8 (N, C, H, W) in and out, as everywhere outside the model. Pixel
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -109,9 +109,11 @@ def sdedit_start(run_cfg: RunConfig, options: SamplingOptions, strength: float) 
 @torch.no_grad()
 def image_to_image(net: nn.Module, run_cfg: RunConfig, images: Tensor, labels: Sequence[int] | Tensor,
                    strength: float, seeds: Sequence[int] | None = None, options: SamplingOptions | None = None, *,
-                   batch_size: int = 64, device: torch.device | str | None = None, **overrides) -> EditResult:
+                   batch_size: int = 64, device: torch.device | str | None = None,
+                   callback: Callable[[int, int], None] | None = None, **overrides) -> EditResult:
     """SDEdit: each image noised to the level of the sampler's grid point at `strength` (the noise from its
-    seed) and denoised toward its label. Strength 0 returns the images; 1 is plain sampling from the seeds."""
+    seed) and denoised toward its label. Strength 0 returns the images; 1 is plain sampling from the seeds.
+    `callback(done, total)` follows the steps of all batches (progress; raising there stops)."""
     strength = check_strength(strength)
     images = check_images(images, run_cfg)
     y_all = _labels(labels, len(images), run_cfg)
@@ -121,13 +123,15 @@ def image_to_image(net: nn.Module, run_cfg: RunConfig, images: Tensor, labels: S
     if walked == 0:
         return EditResult(images.clone(), 0.0, 0)
     denoiser = make_denoiser(net, run_cfg, options)
-    out = []
+    out, batches = [], -(-len(images) // batch_size)
     with sampling_autocast(device, options.precision):
-        for i in range(0, len(images), batch_size):
+        for b, i in enumerate(range(0, len(images), batch_size)):
+            step = None if callback is None else lambda done, n, b=b: callback(b * n + done, batches * n)
             x0 = to_float(images[i:i + batch_size]).to(device)
             x = sample(denoiser, x0.shape, y_all[i:i + batch_size].to(device), sampler=options.sampler,
                        steps=options.steps, eta=options.eta, spacing=options.spacing, seeds=seeds[i:i + batch_size],
-                       device=device, clip_x0=options.clip_x0, start=start, init_x0=None if strength == 1 else x0)
+                       device=device, clip_x0=options.clip_x0, start=start, init_x0=None if strength == 1 else x0,
+                       callback=step)
             out.append(to_uint8(x).cpu())
     return EditResult(torch.cat(out), _per_image(denoiser, len(images)), walked)
 
@@ -165,8 +169,8 @@ class _Inpaint:
     clip_x0: bool
 
 
-def _inpaint_batch(job: _Inpaint, x_src: Tensor, known: Tensor, y: Tensor, seeds: list[int], path: list[int]
-                   ) -> tuple[Tensor, int]:
+def _inpaint_batch(job: _Inpaint, x_src: Tensor, known: Tensor, y: Tensor, seeds: list[int], path: list[int],
+                   callback: Callable[[int], None] | None = None) -> tuple[Tensor, int]:
     """Walk `path` (grid indices); a step down denoises (DDIM form with η), a step up re-noises (RePaint)."""
     noise = ImageNoise(seeds, x_src.shape[1:], x_src.device)
     x, i, n = noise.draw(), path[0], len(job.abar) - 1
@@ -193,6 +197,8 @@ def _inpaint_batch(job: _Inpaint, x_src: Tensor, known: Tensor, y: Tensor, seeds
                 x = known * x_known + (1 - known) * x
             steps += 1
         i = j
+        if callback is not None:
+            callback(1)
     return x.to(torch.float32), steps
 
 
@@ -201,10 +207,12 @@ def _inpaint_batch(job: _Inpaint, x_src: Tensor, known: Tensor, y: Tensor, seeds
 def inpaint(net: nn.Module, run_cfg: RunConfig, images: Tensor, masks: Tensor, labels: Sequence[int] | Tensor,
             seeds: Sequence[int] | None = None, options: SamplingOptions | None = None, *, method: str = "repaint",
             jump_length: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE, eta: float | None = None,
-            batch_size: int = 64, device: torch.device | str | None = None, **overrides) -> EditResult:
+            batch_size: int = 64, device: torch.device | str | None = None,
+            callback: Callable[[int, int], None] | None = None, **overrides) -> EditResult:
     """Fill the pixels where `masks` is set (see `check_masks`) toward `labels`, on the grid of `options.steps`
     (its spacing) with ancestral steps of η (default: 1 for replace/repaint, 0.85 for ddnm). The other pixels are
-    the input's, bit for bit. `options.sampler` is not used: each method is its own walk."""
+    the input's, bit for bit. `options.sampler` is not used: each method is its own walk. `callback(done,
+    total)` follows the moves of the walk over all batches."""
     if method not in INPAINT_METHODS:
         raise LargoError(f"unknown inpainting method {method!r}; valid: {', '.join(INPAINT_METHODS)}")
     images = check_images(images, run_cfg)
@@ -222,12 +230,19 @@ def inpaint(net: nn.Module, run_cfg: RunConfig, images: Tensor, masks: Tensor, l
     path = repaint_path(n, jump_length, resample) if method == "repaint" else list(range(n + 1))
     denoiser = make_denoiser(net, run_cfg, options)
     job = _Inpaint(denoiser, timesteps, abar, method, eta, options.clip_x0)
-    out, steps = [], 0
+    out, steps, moved = [], 0, [0]
+    total = -(-len(images) // batch_size) * (len(path) - 1)
+
+    def advance(k: int) -> None:
+        moved[0] += k
+        if callback is not None:
+            callback(moved[0], total)
+
     with sampling_autocast(device, options.precision):
         for i in range(0, len(images), batch_size):
             sl = slice(i, i + batch_size)
             x, steps = _inpaint_batch(job, to_float(images[sl]).to(device), (~fill[sl]).to(device),
-                                      y_all[sl].to(device), seeds[sl], path)
+                                      y_all[sl].to(device), seeds[sl], path, advance)
             out.append(torch.where(fill[sl], to_uint8(x).cpu(), images[sl]))  # unmasked pixels: the input's
     return EditResult(torch.cat(out), _per_image(denoiser, len(images)), steps)
 
