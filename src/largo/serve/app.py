@@ -22,7 +22,8 @@ from largo.errors import LargoError
 from largo.serve.catalog import ModelCache, ModelEntry
 from largo.sampling.edit_folder import decode_image
 from largo.sampling.editing import check_images, check_masks
-from largo.serve.generation import EditPlan, Plan, image_name, run_edit, run_generation, trajectory_strip, zip_bytes
+from largo.serve.generation import (EditPlan, Plan, image_name, png_bytes, run_edit, run_generation, test_images,
+                                    trajectory_strip, zip_bytes)
 from largo.serve.jobs import Job, JobQueue, QueueFull
 from largo.sampling import SamplingOptions
 from largo.version import __version__
@@ -307,6 +308,21 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
             raise _refuse(429, str(e)) from None
         return {"job": job.id, "position": jobs.position(job), "images": len(plan.labels),
                 "status_url": f"/api/jobs/{job.id}"}
+
+    @app.get("/api/models/{model_id:path}/test-images/{k}", response_class=Response, responses=PNG)
+    def test_image(model_id: str, k: int) -> Response:
+        """The k-th held-out test image of a listed model's dataset, at its resolution (the class in a header)."""
+        entry = models.get(model_id)
+        if entry is None:
+            raise _refuse(404, f"unknown model {model_id[:80]!r}")
+        try:
+            test = test_images(entry)
+        except LargoError as e:
+            raise _refuse(404, f"no test images for {entry.id}: {e}") from None
+        if not 0 <= k < len(test.labels):
+            raise _refuse(404, f"test image {k}: {entry.id}'s test split has {len(test.labels)} images (0..)")
+        return Response(png_bytes(test.images[k]), media_type="image/png",
+                        headers={"X-Largo-Class": str(int(test.labels[k]))})
 
     @app.post("/api/edit")
     def edit(req: EditRequest) -> Submitted:

@@ -3,6 +3,7 @@ domain classifier's verdict on each image, PNGs that carry their settings, a rev
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from PIL.PngImagePlugin import PngInfo
 
+from largo.data import load_images
 from largo.draw.grid import Section, annotated_grid
 from largo.images import safe_name, to_pil, to_uint8
 from largo.runtime import sampling_autocast
@@ -109,6 +111,16 @@ def run_edit(job: Job, plan: EditPlan, cache: ModelCache) -> None:
     verdict = _verdicts(cache, plan.entry, result.images)[0]
     settings = {**plan.settings(0), "evaluations_per_image": result.evaluations}
     job.images.append({"index": 0, **settings, "verdict": verdict, "png": png_bytes(result.images[0], settings)})
+
+
+@functools.lru_cache(maxsize=2)
+def _test_split(dataset: str, resolution: int, data_root: str):
+    return load_images(dataset, "test", resolution, data_root)
+
+
+def test_images(entry: ModelEntry):
+    """The held-out test split of a model's dataset at its resolution (the page's "load a test image")."""
+    return _test_split(entry.cfg.data.dataset, entry.cfg.data.resolution, entry.cfg.data.data_root or "")
 
 
 def _frames(n_steps: int, frames: int = TRAJECTORY_FRAMES) -> list[int]:
