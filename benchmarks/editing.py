@@ -191,12 +191,13 @@ def grids(a: argparse.Namespace) -> dict:
     model = load_model(a.model)
     names = model.class_names
     out = Path(a.out)
-    images, labels = _test_images(model, 10)
-    pick = torch.tensor([7, 0, 3, 9])  # a sneaker, a T-shirt, a dress, an ankle boot
-    src, y = images[pick], labels[pick]
+    test = load_images(model.cfg.data.dataset, "test", model.cfg.data.resolution)
+    # default (Fashion-MNIST): the first sneaker, T-shirt, dress and ankle boot of the test split
+    pick = [int(torch.nonzero(test.labels == c)[0]) for c in (7, 0, 3, 9)] if not a.pick else a.pick
+    src, y = test.images[pick], test.labels[pick]
     opts = SamplingOptions.resolve(model.cfg, steps=a.steps, cfg=a.w)
     strengths = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    target = torch.tensor([5, 8, 1, 7])  # sneaker → sandal, T-shirt → bag, dress → trouser, boot → sneaker
+    target = torch.tensor(a.targets or [5, 8, 1, 7])  # FM: sneaker → sandal, T-shirt → bag, dress → trouser, boot → …
     cols = [image_to_image(model.net, model.cfg, src, target, s, [5 + i for i in range(4)], opts).images
             for s in strengths]
     sd = torch.stack(cols, 1).reshape(-1, *src.shape[1:])
@@ -212,11 +213,13 @@ def grids(a: argparse.Namespace) -> dict:
         tiles.append(torch.stack([src, masked, *outs], 1).reshape(-1, *src.shape[1:]))
         row_names += [f"{mask_name}: {names[int(c)]}" for c in y]
     atomic_save_image(out / "inpaint.png", labelled_grid(torch.cat(tiles), 5, row_names))
-    strips = [interpolate_classes(model.net, model.cfg, a_, b_, 8, 3, opts) for a_, b_ in ((7, 5), (0, 6), (9, 7))]
-    strips.append(interpolate_seeds(model.net, model.cfg, 8, 0, 1, 8,
+    pairs = [tuple(a.pairs[i:i + 2]) for i in range(0, len(a.pairs), 2)] if a.pairs else [(7, 5), (0, 6), (9, 7)]
+    strips = [interpolate_classes(model.net, model.cfg, a_, b_, 8, 3, opts) for a_, b_ in pairs]
+    slerp_class = pairs[0][0] if a.pairs else 8
+    strips.append(interpolate_seeds(model.net, model.cfg, slerp_class, 0, 1, 8,
                                     SamplingOptions.resolve(model.cfg, sampler="ddim", steps=a.steps, cfg=a.w)))
     atomic_save_image(out / "interpolate.png", labelled_grid(torch.cat(strips), 8, [
-        "Sneaker -> Sandal", "T-shirt -> Shirt", "Ankle boot -> Sneaker", "Bag: seed 0 -> 1 (slerp)"]))
+        f"{names[p]} -> {names[q]}" for p, q in pairs] + [f"{names[slerp_class]}: seed 0 -> 1 (slerp)"]))
     if a.guide:
         lab = torch.arange(10).repeat_interleave(2)
         seeds = [10_000 + i for i in range(20)]
@@ -248,6 +251,9 @@ def main() -> None:
     p.add_argument("--shift", type=int, default=1, help="sdedit 'other' target: class (c + shift) mod K")
     p.add_argument("--masks", nargs="*", default=["centre", "left"])
     p.add_argument("--methods", nargs="*", default=["replace:20", "ddnm:20", "repaint:20", "replace:80", "ddnm:80"])
+    p.add_argument("--pick", type=int, nargs="*", default=[], help="grids: test-split indices of the 4 sources")
+    p.add_argument("--targets", type=int, nargs="*", default=[], help="grids: the SDEdit target class of each")
+    p.add_argument("--pairs", type=int, nargs="*", default=[], help="grids: class pairs A B A B … to interpolate")
     p.add_argument("--out", default="")
     p.add_argument("--tag", default="")
     a = p.parse_args()

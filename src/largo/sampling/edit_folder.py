@@ -117,7 +117,7 @@ def edit_to_folder(model: LoadedModel, task: str, options: SamplingOptions, out:
             middle = [shown]
         record |= {"evaluations_per_image": result.evaluations, "denoising_steps": result.steps}
         images = torch.cat([x, *middle, result.images])
-        labels = ["input", *(["masked"] if middle else []), f"→ {names[target]}"]
+        labels = ["input", *(["masked"] if middle else []), f"-> {names[target]}"]
         out.mkdir(parents=True, exist_ok=True)
         write_pngs(x, [out / "input.png"])
         write_pngs(result.images, [out / "result.png"])
@@ -127,11 +127,11 @@ def edit_to_folder(model: LoadedModel, task: str, options: SamplingOptions, out:
         if classes is not None:
             a, b = classes
             images = interpolate_classes(model.net, model.cfg, a, b, frames, seed, options, device=device)
-            title = f"{names[a]} → {names[b]} (seed {seed})"
+            title = f"{names[a]} -> {names[b]} (seed {seed})"
         elif seeds is not None and target is not None:
             images = interpolate_seeds(model.net, model.cfg, target, seeds[0], seeds[1], frames, options,
                                        device=device)
-            title = f"{names[target]}: seed {seeds[0]} → {seeds[1]}"
+            title = f"{names[target]}: seed {seeds[0]} -> {seeds[1]}"
         else:
             raise LargoError("interpolate needs --classes A,B, or --class C with --seeds S1,S2")
         record |= {"title": title, "frames": frames}
