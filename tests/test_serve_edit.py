@@ -95,3 +95,15 @@ def test_the_edit_body_is_bounded(client):
     c, model = client
     r = c.post("/api/edit", content=b"x" * (600 * 1024), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "at most" in r.json()["detail"]
+
+
+def test_the_edit_request_fields_are_options_or_say_what_to_edit():
+    import dataclasses
+
+    from largo.sampling import SamplingOptions
+    from largo.serve.app import OPTION_FIELDS, EditRequest
+
+    fields = {f.name for f in dataclasses.fields(SamplingOptions)}
+    request = set(EditRequest.model_fields)
+    assert request & fields == set(OPTION_FIELDS)
+    assert request - fields == {"model", "edit", "image", "mask", "target", "strength", "method", "seed"}
