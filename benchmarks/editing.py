@@ -232,9 +232,41 @@ def grids(a: argparse.Namespace) -> dict:
     return {"pictures": [str(p) for p in sorted(out.glob("*.png"))]}
 
 
+def tables(a: argparse.Namespace) -> None:
+    """Markdown tables of every record under --out (default benchmarks/records/editing/), as docs/EDITING.md has them."""
+    for path in sorted(Path(a.out or OUT).glob("*.json")):
+        rec = json.loads(path.read_text())
+        judges = list(rec["rows"][0]["scores"])
+        print(f"\n{path.name}: {rec['model']}, {rec['machine']['cpu']}, {rec['machine']['torch_threads']} thread(s)\n")
+        if rec["what"] == "guidance":
+            head = ["guidance", "w", "evals/image"] + [f"{j} {m}" for j in judges for m in ("acc", "FD", "recall")]
+            rows = [[("auto: " + Path(r["guide_with"]).name) if r["guide_with"] else
+                     ("CFG " + (f"interval {r['cfg_interval'][0]}-{r['cfg_interval'][1]}" if r["cfg_interval"] else "")),
+                     f"{r['cfg']:g}", f"{r['evaluations_per_image']:g}"]
+                    + [f"{r['scores'][j][m]:.3f}" if m != "fd" else f"{r['scores'][j][m]:.2f}"
+                       for j in judges for m in ("accuracy", "fd", "recall")] for r in rec["rows"]]
+        elif rec["what"] == "sdedit":
+            head = ["target", "strength", "evals/image", "pixel RMS"] + [
+                f"{j} {m}" for j in judges for m in ("acc", "FD", "feature dist")]
+            rows = [[r["target"], f"{r['strength']:g}", f"{r['evaluations_per_image']:g}", f"{r['pixel_rms']:.3f}"]
+                    + [v for j in judges for v in (f"{r['scores'][j]['accuracy']:.3f}", f"{r['scores'][j]['fd']:.2f}",
+                                                   f"{r['scores'][j]['feature_distance']:.2f}")] for r in rec["rows"]]
+        else:
+            head = ["mask", "method", "steps walked", "evals/image", "unmasked exact"] + [
+                f"{j} {m}" for j in judges for m in ("acc", "FD to originals")]
+            rows = [[r["mask"], r["method"], str(r["walked"]), f"{r['evaluations_per_image']:g}",
+                     "yes" if r["unmasked_exact"] else "NO"]
+                    + [v for j in judges for v in (f"{r['scores'][j]['accuracy']:.3f}", f"{r['scores'][j]['fd']:.2f}")]
+                    for r in rec["rows"]]
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("guidance", "sdedit", "inpaint", "grids"))
+    p.add_argument("what", choices=("guidance", "sdedit", "inpaint", "grids", "tables"))
     p.add_argument("--model", default="fashion_mnist-28-cpu")
     p.add_argument("--guide", default="", help="autoguidance's guide (a run, checkpoint or released name)")
     p.add_argument("--classifiers", nargs="*", default=[], help="judges (default: the dataset's, both for FM)")
@@ -257,6 +289,8 @@ def main() -> None:
     p.add_argument("--out", default="")
     p.add_argument("--tag", default="")
     a = p.parse_args()
+    if a.what == "tables":
+        return tables(a)
     t0 = time.time()
     result = {"guidance": guidance, "sdedit": sdedit, "inpaint": inpainting, "grids": grids}[a.what](a)
     record = {"what": a.what, "model": a.model, "guide": a.guide, "args": vars(a), "machine": machine(),
