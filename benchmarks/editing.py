@@ -127,8 +127,9 @@ def _count_evaluations(model, options, denoiser, labels, seeds) -> float:
 def _test_images(model, n: int, data_root: str = ""):
     test = load_images(model.cfg.data.dataset, "test", model.cfg.data.resolution, data_root)
     k = model.cfg.model.num_classes
-    per = [torch.nonzero(test.labels == c).reshape(-1)[: -(-n // k)] for c in range(k)]
-    idx = torch.stack(per, 1).reshape(-1)[:n]  # class-balanced, interleaved
+    per = [torch.nonzero(test.labels == c).reshape(-1).tolist() for c in range(k)]
+    # class-balanced, interleaved (class 0, 1, …, K-1, 0, 1, …); a class with fewer test images drops out
+    idx = torch.tensor([p[r] for r in range(max(map(len, per))) for p in per if r < len(p)][:n])
     return test.images[idx], test.labels[idx]
 
 
