@@ -38,6 +38,8 @@ TRAJECTORY_TIMEOUT_S = 600
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_BODY_BYTES = 64 * 1024  # a generation request is a few hundred bytes
 MAX_EDIT_BODY_BYTES = 512 * 1024  # an edit carries its image and mask as base64 PNGs at the model's resolution
+MAX_ENCODED_IMAGE = 240 * 1024  # base64 characters of the image and of the mask: both fit in one body, so a longer
+# string is the field's one-line 422, not the body's 413
 MAX_EDIT_SIDE = 256
 
 
@@ -72,8 +74,8 @@ class EditRequest(BaseModel):
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
     edit: Literal["img2img", "inpaint"]
-    image: Annotated[str, Field(min_length=1, max_length=MAX_EDIT_BODY_BYTES)]
-    mask: Annotated[str, Field(min_length=1, max_length=MAX_EDIT_BODY_BYTES)] | None = None
+    image: Annotated[str, Field(min_length=1, max_length=MAX_ENCODED_IMAGE)]
+    mask: Annotated[str, Field(min_length=1, max_length=MAX_ENCODED_IMAGE)] | None = None
     target: JsonInt(0, 100_000)
     strength: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.6
     method: Literal["replace", "repaint", "ddnm"] = "repaint"
