@@ -85,7 +85,7 @@ def test_generation_arrives_as_pngs_with_settings_trajectories_and_a_zip(client)
                                                   "sampler": "ddim", "steps": 4, "cfg": settings["cfg"], "eta": 0.0,
                                                   "spacing": settings["spacing"], "cfg_interval": None,
                                                   "clip_x0": settings["clip_x0"], "precision": settings["precision"],
-                                                  "largo_version": "-"}
+                                                  "guide_with": None, "largo_version": "-"}
     one = client.get(job["images"][1]["url"], params={"download": 1})
     assert one.content == png.content and "attachment" in one.headers["content-disposition"]
     strip = client.get(job["images"][1]["trajectory_url"])

@@ -76,3 +76,65 @@ def test_pick_a_class_generate_and_open_a_trajectory(server, tmp_path):
         finally:
             browser.close()
     assert shot.read_bytes()[:8] == PNG_SIGNATURE and shot.stat().st_size > 10_000
+
+
+def _data_url_pixels(data_url: str):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.array(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("L"))
+
+
+def test_upload_an_image_draw_a_mask_and_inpaint(server, tmp_path):
+    """Editing in the page: a non-image upload is refused with one line; a PNG upload is drawn on the canvas, a
+    stroke drawn over it becomes the mask, and the inpainted result arrives with its unmasked pixels exact."""
+    import urllib.request
+
+    import numpy as np
+    from PIL import Image
+
+    url, model_id = server
+    source = tmp_path / "source.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (16, 16), dtype=np.uint8)).save(source)
+    junk = tmp_path / "notes.png"
+    junk.write_text("not an image")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_function("document.querySelectorAll('#edit-class option').length === 10")
+            page.set_input_files("#edit-file", str(junk))
+            page.wait_for_selector("#edit-error:not([hidden])")
+            assert "not an image" in page.inner_text("#edit-error")
+            page.set_input_files("#edit-file", str(source))
+            page.wait_for_function("document.getElementById('edit-error').hidden")
+            box = page.locator("#edit-mask").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx - 40, cy)
+            page.mouse.down()
+            page.mouse.move(cx + 40, cy, steps=8)
+            page.mouse.up()
+            page.select_option("#edit-class", "7")
+            page.select_option("#edit-method", "ddnm")
+            page.fill("#steps", "3")
+            sent = _data_url_pixels(page.evaluate("document.getElementById('edit-image').toDataURL('image/png')"))
+            mask = _data_url_pixels(page.evaluate("maskPng()")) >= 128
+            assert 0 < mask.sum() < mask.size
+            page.click("#edit-run")
+            page.wait_for_function("!document.getElementById('edit-result').hidden && "
+                                   "document.getElementById('edit-result-img').complete && "
+                                   "document.getElementById('edit-result-img').naturalWidth === 16", timeout=60_000)
+            assert "Sneaker" in page.inner_text("#edit-caption")
+            with urllib.request.urlopen(url + page.get_attribute("#edit-result-img", "src")) as r:
+                out = np.array(Image.open(r).convert("L"))
+            assert np.array_equal(out[~mask], sent[~mask])  # the pixels outside the stroke come back exactly
+            page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -54,7 +54,7 @@ def test_the_serve_request_fields_are_fields_or_say_what_to_draw():
 
 
 def test_the_sweep_grid_keys_are_fields():
-    assert set(GRID_KEYS) == (FIELDS - {"cfg_interval"}) | NOT_OPTIONS
+    assert set(GRID_KEYS) == (FIELDS - {"cfg_interval", "guide_with"}) | NOT_OPTIONS
 
 
 def test_the_record_is_to_dict_and_resolve_takes_every_field():

@@ -5,6 +5,7 @@ The Python API, the same library functions the `largo` command calls:
     import largo
     pipe = largo.Pipeline.from_pretrained("fashion_mnist-32-cpu")      # a released name, a run or a checkpoint
     images = pipe(["Sneaker", "Bag"], per_class=4, steps=20)            # 8 PIL images
+    sandal = pipe.edit(images[0], "Sandal", strength=0.6)               # editing: also pipe.inpaint, interpolate
     cfg = largo.preset_config("demo")                                   # typed dataclass config
     summary = largo.train(cfg, "runs/mine")                             # a run directory with checkpoints
     metrics = largo.evaluate_images(pipe(per_class=50, output="tensor"), labels, dataset="fashion_mnist")
@@ -23,6 +24,10 @@ _EXPORTS = {
     "SamplingOptions": "largo.sampling",
     "load_model": "largo.sampling",
     "generate_images": "largo.sampling",
+    "image_to_image": "largo.sampling",
+    "inpaint": "largo.sampling",
+    "interpolate_classes": "largo.sampling",
+    "interpolate_seeds": "largo.sampling",
     "RunConfig": "largo.config",
     "preset_config": "largo.config",
     "PRESETS": "largo.config",

@@ -29,6 +29,10 @@ def add_sampling_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, onl
                                           help="clip x0 estimates to [-1, 1] (default: the run's sample config)"),
         "precision": lambda: p.add_argument("--precision", choices=SAMPLE_PRECISIONS, default=None,
                                             help="network precision while sampling (auto: bf16 on CUDA, fp32 on CPU)"),
+        "guide_with": lambda: p.add_argument("--guide-with", default=None, metavar="RUN_OR_CKPT",
+                                             help="autoguidance: guide with this weaker model of the same data (a run, "
+                                                  "checkpoint or released name) instead of the unconditional branch; "
+                                                  "--cfg is its w"),
         "weights": lambda: p.add_argument("--weights", choices=WEIGHTS, default="ema",
                                           help="EMA (default) or online weights"),
     }
@@ -49,8 +53,14 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
 
 
 def sampling_options(args: argparse.Namespace, cfg: RunConfig) -> SamplingOptions:
-    """The run's sample config with the flags the user gave on top, checked (errors name the flags)."""
-    return SamplingOptions.resolve(cfg, **sampling_overrides(args), label=flag_label)
+    """The run's sample config with the flags the user gave on top, checked (errors name the flags); a
+    --guide-with model is loaded and checked against the run here, before anything runs or writes."""
+    options = SamplingOptions.resolve(cfg, **sampling_overrides(args), label=flag_label)
+    if options.guide_with:
+        from largo.sampling.guide import load_guide
+
+        load_guide(options.guide_with, cfg, "cpu")
+    return options
 
 
 def parse_interval(text: str) -> tuple[int, int] | None:

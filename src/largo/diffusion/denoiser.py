@@ -46,7 +46,11 @@ class Denoiser:
     prediction "edm" (EDM's preconditioned F, `sigma_data` given): the net sees c_in x_σ and c_noise(σ) with
     σ = σ_t/α_t instead of x_t and t, and x0 = c_skip x_σ + c_out F; guidance mixes F (affine in F as well).
     `cfg_interval=(lo, hi)` applies guidance only where lo ≤ t ≤ hi (timesteps, inclusive); elsewhere the plain
-    conditional prediction is used. Labels `None` mean unconditional generation (the null class, no guidance).
+    conditional prediction is used.
+    Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself"): with `guide`, a
+    weaker denoiser of the same data (an earlier snapshot, a smaller net), the guide's conditional x0 replaces the
+    unconditional branch: D = D_guide(x, y) + w · (D(x, y) − D_guide(x, y)), mixed on x0 (affine in every target,
+    so the same as mixing ε), with the same w (`cfg_scale`), interval and mask; w = 1 is the conditional model. Labels `None` mean unconditional generation (the null class, no guidance).
     The net is called in its parameter dtype with float32 t; results are float64. The caller puts the net in
     eval mode (dropout) and picks the weights (EMA); the Denoiser changes nothing on it.
     """
@@ -60,6 +64,7 @@ class Denoiser:
         cfg_interval: tuple[int, int] | None = None,
         num_classes: int | None = None,
         sigma_data: float | None = None,
+        guide: Denoiser | None = None,
     ):
         self.net = net
         self.schedule = schedule
@@ -77,11 +82,25 @@ class Denoiser:
         if self.prediction == "edm" and sigma_data is None:
             raise LargoError("an EDM network needs its sigma_data (the run config's diffusion.sigma_data)")
         self.sigma_data = sigma_data
+        if guide is not None:
+            if self.num_classes == 0 or guide.num_classes != self.num_classes:
+                raise LargoError(f"the guide model has {guide.num_classes} classes and the model {self.num_classes}; "
+                                 "autoguidance needs a guide of the same classes")
+            if guide.schedule.num_timesteps != schedule.num_timesteps or not torch.equal(
+                    guide.schedule.alphas_cumprod.cpu(), schedule.alphas_cumprod.cpu()):
+                raise LargoError("the guide model has another noise schedule than the model; autoguidance needs the "
+                                 "same schedule (and timesteps)")
+        self.guide = guide
+        self.evaluations = 0  # network evaluations (images × forward passes of the model and of its guide)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _labels(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
         if y is None:
             return torch.full((batch,), self.num_classes, dtype=torch.int64, device=device)
+        if torch.is_tensor(y) and y.is_floating_point():  # mixing weights over the classes and the null row
+            if y.shape != (batch, self.num_classes + 1) or self.num_classes == 0:
+                raise LargoError(f"class weights must be ({batch}, {self.num_classes + 1}), got {tuple(y.shape)}")
+            return y.to(device, torch.float32)
         y = torch.as_tensor(y, dtype=torch.int64, device=device).reshape(-1)
         if y.shape[0] != batch:
             raise LargoError(f"got {y.shape[0]} labels for a batch of {batch}")
@@ -89,9 +108,16 @@ class Denoiser:
             raise LargoError(f"labels must be in [0, {self.num_classes}] ({self.num_classes} = null class)")
         return y
 
+    def _null(self, y: Tensor) -> Tensor:
+        """The null class for every row of y (labels, or one-hot weights for class weights)."""
+        if y.is_floating_point():
+            return torch.nn.functional.one_hot(torch.full(y.shape[:1], self.num_classes, device=y.device),
+                                               self.num_classes + 1).to(y.dtype)
+        return torch.full_like(y, self.num_classes)
+
     def _guided_mask(self, t: Tensor, y: Tensor) -> Tensor:
         """Which samples get guidance: w != 1, a real label, and t inside the interval."""
-        mask = y != self.num_classes
+        mask = y[:, self.num_classes] < 1 if y.is_floating_point() else y != self.num_classes
         if self.cfg_scale == 1.0:
             return torch.zeros_like(mask)
         if self.cfg_interval is not None:
@@ -100,6 +126,7 @@ class Denoiser:
         return mask
 
     def _net(self, x_t: Tensor, t: Tensor, y: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        self.evaluations += x_t.shape[0]
         dtype = _param_dtype(self.net)
         if self.prediction == "edm":  # the σ view: x_σ = x_t / α, σ = σ_t / α
             x_sigma, s = x_t / alpha, (sigma / alpha).reshape(-1)
@@ -141,16 +168,22 @@ class Denoiser:
                              "prediction v or x0, or a sampler grid that skips the last timestep")
 
         guided = self._guided_mask(t, y)
+        if self.guide is not None:
+            return self._autoguided(x_t, t, y, abar, alpha, sigma, guided)
         if self.cfg_scale == 0.0:  # w = 0 is the unconditional model: one pass, null label where guided
-            pred = self._net(x_t, t, torch.where(guided, torch.full_like(y, self.num_classes), y), alpha, sigma)
+            rows = guided.reshape(-1, *(1,) * (y.ndim - 1))
+            pred = self._net(x_t, t, torch.where(rows, self._null(y), y), alpha, sigma)
         elif bool(guided.any()):
-            null = torch.full_like(y, self.num_classes)
+            null = self._null(y)
             pred_c, pred_u = self._net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]),
                                        torch.cat([alpha, alpha]), torch.cat([sigma, sigma])).chunk(2)
             # Mixing in the net's own target equals mixing ε (conversions are affine in the prediction).
             pred = torch.where(guided.reshape(shape), pred_u + self.cfg_scale * (pred_c - pred_u), pred_c)
         else:
             pred = self._net(x_t, t, y, alpha, sigma)
+        return self._converted(pred, x_t, alpha, sigma)
+
+    def _converted(self, pred: Tensor, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Denoised:
         if self.prediction == "edm":
             x0 = edm.denoised(pred, x_t / alpha, (sigma / alpha).reshape(-1), self.sigma_data)
             return Denoised(x0=x0, eps=to_eps(x0, "x0", x_t, alpha, sigma), alpha=alpha, sigma=sigma)
@@ -158,3 +191,22 @@ class Denoiser:
         x0 = to_x0(pred, self.prediction, x_t, alpha, sigma)
         eps = to_eps(pred, self.prediction, x_t, alpha, sigma)
         return Denoised(x0=x0, eps=eps, alpha=alpha, sigma=sigma)
+
+    def _autoguided(self, x_t: Tensor, t: Tensor, y: Tensor, abar: Tensor, alpha: Tensor, sigma: Tensor,
+                    guided: Tensor) -> Denoised:
+        """D = D_guide + w (D − D_guide) on x0 and on ε where guided; the guide runs only where it is needed."""
+        main = self._converted(self._net(x_t, t, y, alpha, sigma), x_t, alpha, sigma)
+        if not bool(guided.any()):
+            return main
+        rows = guided.nonzero().reshape(-1)
+        weak = self.guide._denoise(x_t[rows], t[rows], y[rows], abar.reshape(-1)[rows])
+        w = self.cfg_scale
+        for name in ("x0", "eps"):  # both affine in the prediction: mixing either is mixing the other
+            mixed = getattr(main, name).clone()
+            mixed[rows] = getattr(weak, name) + w * (getattr(main, name)[rows] - getattr(weak, name))
+            setattr(main, name, mixed)
+        return main
+
+    @property
+    def guide_evaluations(self) -> int:
+        return 0 if self.guide is None else self.guide.evaluations

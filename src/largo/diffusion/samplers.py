@@ -188,6 +188,7 @@ def _check_args(denoiser: Denoiser, sampler: str, steps: int, eta: float, spacin
         raise LargoError(f"unknown ddpm_variance {ddpm_variance!r}; valid: {', '.join(DDPM_VARIANCES)}")
 
 
+# long function: the one sampling loop's arguments, their checks and documentation; the work is in the helpers
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
@@ -204,6 +205,9 @@ def sample(
     progress: bool = False,
     clip_x0: bool = False,
     callback: Callable[[int, int], None] | None = None,
+    start: int = 0,
+    init_x0: Tensor | None = None,
+    init_noise: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, list[dict]]:
     """Generate a (B, C, H, W) float32 batch (nominally in [-1, 1], not clamped).
 
@@ -215,6 +219,10 @@ def sample(
     Trajectory: one dict per step, {"t": float timestep, "x_t": state at the start of the step (VP scale),
     "x0_hat": the x0 estimate made there}, CPU float32.
     callback(done, total) runs after each step (progress; an exception raised there stops sampling: cancelling).
+    Editing (SDEdit, interpolation): `start` skips the first grid points (σ intervals for euler/heun), and the
+    walk begins at the first remaining one from `init_x0` (float images in [-1, 1]) noised to that level,
+    α x0 + σ ε, with ε the image's own first draw; `init_noise` (B, C, H, W) replaces that draw (e.g. a
+    spherical interpolation of two seeds' noise).
     """
     _check_args(denoiser, sampler, steps, eta, spacing, ddpm_variance)
     b = int(shape[0])
@@ -228,11 +236,10 @@ def sample(
                ImageNoise(seeds, shape[1:], device), float(eta), ddpm_variance, clip_x0)
     if sampler in ("euler", "heun"):
         run.sigmas = sched.karras_sigmas(heun_intervals(steps) if sampler == "heun" else steps).tolist()
-        x = run.noise.draw() * math.sqrt(1 + run.sigmas[0] ** 2)  # x_σ = x_T / α_T with x_T ~ N(0, I)
     else:
         run.timesteps = sched.timesteps(steps, spacing)
         run.abar = sched.alphas_cumprod[run.timesteps].tolist() + [1.0]
-        x = run.noise.draw()
+    x = _initial_state(run, start, init_x0, init_noise)
 
     trajectory: list[dict] = []
     step_fn = _STEPS[sampler]
@@ -248,6 +255,25 @@ def sample(
             callback(i + 1, run.n)
     out = x.to(torch.float32)
     return (out, trajectory) if return_trajectory else out
+
+
+def _initial_state(run: _Run, start: int, init_x0: Tensor | None, init_noise: Tensor | None) -> Tensor:
+    """The state the walk begins from, after dropping the grid's first `start` points (see `sample`)."""
+    if not 0 <= start < run.n:
+        raise LargoError(f"start must be in [0, {run.n - 1}] (the sampler has {run.n} steps), got {start}")
+    if run.timesteps is not None:
+        run.timesteps, run.abar = run.timesteps[start:], run.abar[start:]
+    else:
+        run.sigmas = run.sigmas[start:]
+    eps = run.noise.draw() if init_noise is None else init_noise.to(run.noise.device, torch.float64)
+    if tuple(eps.shape[1:]) != run.noise.shape or eps.shape[0] != len(run.noise.generators):
+        batch = (len(run.noise.generators), *run.noise.shape)
+        raise LargoError(f"init_noise has shape {tuple(eps.shape)}, the batch {batch}")
+    if run.timesteps is None:  # σ view: x_σ = x0 + σ ε, or x_T / α_T with x_T ~ N(0, I)
+        s = run.sigmas[0]
+        return eps * math.sqrt(1 + s * s) if init_x0 is None else init_x0.to(eps) + s * eps
+    a = run.abar[0]
+    return eps if init_x0 is None else math.sqrt(a) * init_x0.to(eps) + math.sqrt(1 - a) * eps
 
 
 def _record(run: _Run, i: int, x: Tensor, x0_hat: Tensor) -> dict:

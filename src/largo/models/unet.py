@@ -130,7 +130,8 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """`net(x, t, y)`: x (B, C, H, W), timesteps t (B,), labels y (B,) where y == num_classes is the null class."""
+    """`net(x, t, y)`: x (B, C, H, W), timesteps t (B,), labels y (B,) where y == num_classes is the null class, or
+    float weights y (B, num_classes + 1) that mix the class embeddings (rows of one-hot weights = those labels)."""
 
     def __init__(self, cfg: ModelConfig, resolution: int):
         super().__init__()
@@ -196,9 +197,11 @@ class UNet(nn.Module):
             return self.embed_mlp(emb)
         if y is None:
             y = torch.full_like(t, self.num_classes, dtype=torch.long)
+        # float y (B, num_classes + 1): weights over the class rows and the null row, mixed (class interpolation)
+        c = y.to(self.class_embed.weight.dtype) @ self.class_embed.weight if y.is_floating_point() else self.class_embed(y)
         if self.class_embedding == "add":
-            return self.embed_mlp(emb) + self.class_embed(y)
-        return self.embed_mlp(torch.cat([emb, self.class_embed(y)], dim=-1))
+            return self.embed_mlp(emb) + c
+        return self.embed_mlp(torch.cat([emb, c], dim=-1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t.to(x.device), y)

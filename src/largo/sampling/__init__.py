@@ -13,6 +13,10 @@ _EXPORTS = {
     "reverse_trajectory": "largo.sampling.generate", "trajectory_length": "largo.sampling.generate",
     "LoadedModel": "largo.sampling.model", "load_model": "largo.sampling.model",
     "SamplingOptions": "largo.sampling.options",
+    "EditResult": "largo.sampling.editing", "INPAINT_METHODS": "largo.sampling.editing",
+    "image_to_image": "largo.sampling.editing", "inpaint": "largo.sampling.editing",
+    "interpolate_classes": "largo.sampling.editing", "interpolate_seeds": "largo.sampling.editing",
+    "load_guide": "largo.sampling.guide",
     "Pipeline": "largo.sampling.pipeline",
 }
 

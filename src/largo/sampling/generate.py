@@ -19,13 +19,20 @@ from largo.draw.grid import labelled_grid
 from largo.images import to_uint8
 from largo.runtime import DistInfo, sampling_autocast
 from largo.sampling.classes import grid_classes
+from largo.sampling.guide import load_guide
 from largo.sampling.options import SamplingOptions
 
 
 def make_denoiser(net: nn.Module, cfg: RunConfig, options: SamplingOptions) -> Denoiser:
+    """The denoiser of these options: CFG, or autoguidance by the `guide_with` model (loaded once, checked)."""
+    guide = None
+    if options.guide_with:
+        guide_net, guide_cfg = load_guide(options.guide_with, cfg, next(net.parameters()).device)
+        guide = Denoiser(guide_net, NoiseSchedule.from_config(guide_cfg.diffusion), guide_cfg.diffusion.prediction,
+                         num_classes=guide_cfg.model.num_classes, sigma_data=guide_cfg.diffusion.sigma_data)
     return Denoiser(net, NoiseSchedule.from_config(cfg.diffusion), cfg.diffusion.prediction,
                     cfg_scale=options.cfg, cfg_interval=options.cfg_interval, num_classes=cfg.model.num_classes,
-                    sigma_data=cfg.diffusion.sigma_data)
+                    sigma_data=cfg.diffusion.sigma_data, guide=guide)
 
 
 def image_shape(cfg: RunConfig) -> tuple[int, int, int]:

@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from largo.autoencoder.latents import LatentSpace, latent_space_from_record
-from largo.checkpoint import load_weights, read_meta, resolve_checkpoint, run_root
+from largo.checkpoint import run_root
 from largo.config import RunConfig
-from largo.errors import LargoError
-from largo.models import build_unet
 from largo.sampling.generate import generate_images
+from largo.sampling.guide import WEIGHT_FILES, load_network
 from largo.sampling.options import SamplingOptions
 
-WEIGHT_FILES = {"ema": "ema.safetensors", "online": "model.safetensors"}
+__all__ = ["WEIGHT_FILES", "LoadedModel", "load_model"]
 
 
 @dataclass
@@ -51,22 +50,8 @@ class LoadedModel:
 def load_model(source: str | Path, device: torch.device | str = "cpu", weights: str = "ema") -> LoadedModel:
     """Load a run directory (its latest checkpoint), a checkpoint folder or a released checkpoint's name, with
     its EMA (default) or online weights, in eval mode on `device`."""
-    if weights not in WEIGHT_FILES:
-        raise LargoError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHT_FILES)}")
-    ckpt = resolve_checkpoint(source)
-    meta = read_meta(ckpt)
-    if meta.get("kind", "diffusion") != "diffusion":
-        raise LargoError(f"{ckpt} holds an {meta['kind']} model, not a diffusion model to sample from "
-                         f"(see `largo autoencoder eval`)")
-    try:
-        cfg = RunConfig.from_dict(meta["config"]).validate(strict=False)
-    except LargoError as e:
-        raise LargoError(f"checkpoint {ckpt} has an unusable config ({e})") from None
-    if cfg.model.image_channels < 1:
-        raise LargoError(f"checkpoint {ckpt} records no image_channels in its config")
-    net = build_unet(cfg.model, cfg.net_size)
-    load_weights(net, ckpt / WEIGHT_FILES[weights])
+    net, cfg, ckpt, meta = load_network(source, device, weights)
     class_names = meta.get("class_names") or [str(i) for i in range(cfg.model.num_classes)]
     latent = latent_space_from_record(meta["latent"], device, base=ckpt) if meta.get("latent") else None
-    return LoadedModel(net.to(device).eval(), cfg, class_names, ckpt, meta, latent)
+    return LoadedModel(net, cfg, class_names, ckpt, meta, latent)
 

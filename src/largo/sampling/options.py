@@ -30,6 +30,9 @@ class SamplingOptions:
     cfg_interval: tuple[int, int] | None = None  # guide only for timesteps in [lo, hi]
     clip_x0: bool = True
     precision: str = "auto"  # network precision while sampling: auto, fp32 or bf16
+    # autoguidance: a weaker model of the same data (run, checkpoint or released name) replaces the unconditional
+    # branch of guidance, D = D_guide + cfg · (D − D_guide); None = classifier-free guidance
+    guide_with: str | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -40,7 +43,7 @@ class SamplingOptions:
     def resolve(cls, run_config: RunConfig, /, *, sampler: str | None = None, steps: int | None = None,
                 eta: float | None = None, spacing: str | None = None, cfg: float | None = None,
                 cfg_interval: tuple[int, int] | None = None, clip_x0: bool | None = None,
-                precision: str | None = None, label: Callable[[str], str] = str,
+                precision: str | None = None, guide_with: str | None = None, label: Callable[[str], str] = str,
                 cfg_scale: float | None = None) -> SamplingOptions:
         """Options given here win, the rest come from `run_config.sample`; every value is checked against the run
         (steps ≤ its timesteps, guidance only for a conditional model). `label` names a field in errors the way
@@ -49,7 +52,8 @@ class SamplingOptions:
             warnings.warn("SamplingOptions: cfg_scale= is now cfg=", DeprecationWarning, stacklevel=2)
             cfg = cfg_scale if cfg is None else cfg
         given = {"sampler": sampler, "steps": steps, "eta": eta, "spacing": spacing, "cfg": cfg,
-                 "cfg_interval": cfg_interval, "clip_x0": clip_x0, "precision": precision}
+                 "cfg_interval": cfg_interval, "clip_x0": clip_x0, "precision": precision,
+                 "guide_with": guide_with or None}
         s = run_config.sample
         options = cls(**{name: value if value is not None else getattr(s, CONFIG_FIELDS.get(name, name), None)
                          for name, value in given.items()})
@@ -65,7 +69,8 @@ class SamplingOptions:
             raise LargoError(f"this checkpoint is unconditional: classifier-free guidance needs {label('cfg')} 1")
 
     def describe(self) -> str:
-        return f"{self.sampler}, {self.steps} steps, cfg {self.cfg:g}"
+        guide = f" guided by {self.guide_with}" if self.guide_with else ""
+        return f"{self.sampler}, {self.steps} steps, cfg {self.cfg:g}{guide}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +79,7 @@ class SamplingOptions:
 def check_option_values(values: dict, timesteps: int | None = None, *, prefix: str = "",
                         label: Callable[[str], str] = str) -> None:
     """Check sampling values named as `SamplingOptions` names them (absent keys are not checked)."""
-    config_values = {CONFIG_FIELDS.get(k, k): v for k, v in values.items() if k != "cfg_interval"}
+    config_values = {CONFIG_FIELDS.get(k, k): v for k, v in values.items() if k not in ("cfg_interval", "guide_with")}
     check_sampling(config_values, timesteps, prefix=prefix, label=lambda field: label(OPTION_NAMES.get(field, field)))
     interval = values.get("cfg_interval")
     if interval is not None:
@@ -82,3 +87,6 @@ def check_option_values(values: dict, timesteps: int | None = None, *, prefix: s
             isinstance(v, int) and not isinstance(v, bool) for v in interval)
         if not ok or not 0 <= interval[0] <= interval[1]:
             raise LargoError(f"{prefix}{label('cfg_interval')} needs 0 <= LO <= HI, got {interval!r}")
+    guide = values.get("guide_with")
+    if guide is not None and (not isinstance(guide, str) or not guide.strip()):
+        raise LargoError(f"{prefix}{label('guide_with')} needs a run, checkpoint folder or released name")

@@ -6,8 +6,10 @@ to disk (images, trajectories and zips live in memory)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
@@ -18,7 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from largo.errors import LargoError
 from largo.serve.catalog import ModelCache, ModelEntry
-from largo.serve.generation import Plan, image_name, run_generation, trajectory_strip, zip_bytes
+from largo.sampling.edit_folder import decode_image
+from largo.sampling.editing import check_images, check_masks
+from largo.serve.generation import (EditPlan, Plan, image_name, png_bytes, run_edit, run_generation, test_images,
+                                    trajectory_strip, zip_bytes)
 from largo.serve.jobs import Job, JobQueue, QueueFull
 from largo.sampling import SamplingOptions
 from largo.version import __version__
@@ -32,6 +37,10 @@ BATCH_IMAGES = 8  # images per batch, at least one class's row: the grid fills b
 TRAJECTORY_TIMEOUT_S = 600
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_BODY_BYTES = 64 * 1024  # a generation request is a few hundred bytes
+MAX_EDIT_BODY_BYTES = 512 * 1024  # an edit carries its image and mask as base64 PNGs at the model's resolution
+MAX_ENCODED_IMAGE = 240 * 1024  # base64 characters of the image and of the mask: both fit in one body, so a longer
+# string is the field's one-line 422, not the body's 413
+MAX_EDIT_SIDE = 256
 
 
 def _json_integer(value: object) -> object:
@@ -52,6 +61,24 @@ class GenerateRequest(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=200)]
     classes: Annotated[list[JsonInt(0, 100_000)], Field(min_length=1, max_length=MAX_IMAGES)]
     per_class: JsonInt(1, MAX_PER_CLASS) = 4
+    sampler: Annotated[str, Field(max_length=20)] | None = None
+    steps: JsonInt(1, MAX_STEPS) | None = None
+    cfg: Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)] | None = None
+    seed: JsonInt(0, MAX_SEED) = 0
+
+
+class EditRequest(BaseModel):
+    """POST /api/edit: one image (a base64 PNG/JPEG, or a data: URL) edited toward a class, by image-to-image
+    (`strength`) or inpainting (`mask`, white = fill; `method`). The sampling fields are SamplingOptions fields."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    edit: Literal["img2img", "inpaint"]
+    image: Annotated[str, Field(min_length=1, max_length=MAX_ENCODED_IMAGE)]
+    mask: Annotated[str, Field(min_length=1, max_length=MAX_ENCODED_IMAGE)] | None = None
+    target: JsonInt(0, 100_000)
+    strength: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.6
+    method: Literal["replace", "repaint", "ddnm"] = "repaint"
     sampler: Annotated[str, Field(max_length=20)] | None = None
     steps: JsonInt(1, MAX_STEPS) | None = None
     cfg: Annotated[float, Field(ge=0, le=MAX_CFG, allow_inf_nan=False)] | None = None
@@ -156,6 +183,45 @@ def _plan(req: GenerateRequest, models: dict[str, ModelEntry]) -> Plan:
     return Plan(entry, labels, [req.seed + i for i in range(total)], options, batch)
 
 
+def _decoded(text: str, channels: int, what: str) -> torch.Tensor:
+    """uint8 (1, C, H, W) from a base64 image (or a data: URL); a refusal is a one-line 422."""
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise _refuse(422, f"{what}: not base64 (send the PNG's bytes in base64, or a data: URL)") from None
+    try:
+        image = decode_image(data, channels, what)
+    except LargoError as e:
+        raise _refuse(422, str(e)) from None
+    if max(image.shape[-2:]) > MAX_EDIT_SIDE:
+        raise _refuse(422, f"{what}: at most {MAX_EDIT_SIDE}×{MAX_EDIT_SIDE} pixels")
+    return image
+
+
+def _edit_plan(req: EditRequest, models: dict[str, ModelEntry]) -> EditPlan:
+    """Check an edit request: the model, the class, the image and mask (decoded in memory, never from a path)."""
+    entry = models.get(req.model)
+    if entry is None:
+        raise _refuse(404, f"unknown model {req.model[:80]!r}; GET /api/models lists the ones this server offers")
+    if entry.latent or not entry.cfg.model.num_classes:
+        raise _refuse(422, f"{entry.id}: editing needs a class-conditional pixel model")
+    if req.target >= len(entry.class_names):
+        raise _refuse(422, f"target: {req.target} is not a class of {entry.id} (it has classes 0.."
+                           f"{len(entry.class_names) - 1})")
+    if (req.edit == "inpaint") != (req.mask is not None):
+        raise _refuse(422, "mask: inpainting needs a mask, and only inpainting takes one")
+    image = _decoded(req.image, entry.cfg.model.image_channels, "image")
+    try:
+        check_images(image, entry.cfg)
+        mask = None if req.mask is None else check_masks(_decoded(req.mask, 1, "mask")[0, 0] >= 128, image)
+        options = SamplingOptions.resolve(entry.cfg, **{name: getattr(req, name) for name in OPTION_FIELDS})
+    except LargoError as e:
+        raise _refuse(422, str(e)) from None
+    edit = {"edit": req.edit, **({"strength": req.strength} if req.edit == "img2img" else {"method": req.method})}
+    return EditPlan(entry, [req.target], [req.seed], options, 1, image=image, mask=mask, edit=edit)
+
+
 def _job_view(job: Job, jobs: JobQueue) -> dict:
     base = f"/api/jobs/{job.id}"
     images = [{k: v for k, v in r.items() if k not in ("png", "trajectory")}
@@ -184,9 +250,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def bounded_body(request: Request, call_next):
         size = request.headers.get("content-length", "0")
-        if not size.isdigit() or int(size) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"the request body must be at most {MAX_BODY_BYTES} bytes"},
-                                status_code=413)
+        limit = MAX_EDIT_BODY_BYTES if request.url.path == "/api/edit" else MAX_BODY_BYTES
+        if not size.isdigit() or int(size) > limit:
+            return JSONResponse({"detail": f"the request body must be at most {limit} bytes"}, status_code=413)
         return await call_next(request)
 
     @app.exception_handler(Exception)
@@ -245,6 +311,31 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
         return {"job": job.id, "position": jobs.position(job), "images": len(plan.labels),
                 "status_url": f"/api/jobs/{job.id}"}
 
+    @app.get("/api/models/{model_id:path}/test-images/{k}", response_class=Response, responses=PNG)
+    def test_image(model_id: str, k: int) -> Response:
+        """The k-th held-out test image of a listed model's dataset, at its resolution (the class in a header)."""
+        entry = models.get(model_id)
+        if entry is None:
+            raise _refuse(404, f"unknown model {model_id[:80]!r}")
+        try:
+            test = test_images(entry)
+        except LargoError as e:
+            raise _refuse(404, f"no test images for {entry.id}: {e}") from None
+        if not 0 <= k < len(test.labels):
+            raise _refuse(404, f"test image {k}: {entry.id}'s test split has {len(test.labels)} images (0..)")
+        return Response(png_bytes(test.images[k]), media_type="image/png",
+                        headers={"X-Largo-Class": str(int(test.labels[k]))})
+
+    @app.post("/api/edit")
+    def edit(req: EditRequest) -> Submitted:
+        plan = _edit_plan(req, models)
+        record = req.model_dump(exclude={"image", "mask"})
+        try:
+            job = jobs.submit(record, lambda j: run_edit(j, plan, cache), plan=plan)
+        except QueueFull as e:
+            raise _refuse(429, str(e)) from None
+        return {"job": job.id, "position": jobs.position(job), "images": 1, "status_url": f"/api/jobs/{job.id}"}
+
     @app.get("/api/jobs/{job_id}")
     def job_status(job_id: str) -> JobView:
         return _job_view(find_job(job_id), jobs)
@@ -265,6 +356,8 @@ def create_app(models: dict[str, ModelEntry], device: torch.device | str = "cpu"
     def trajectory(job_id: str, k: int) -> Response:
         job = find_job(job_id)
         record = find_image(job, k)
+        if isinstance(job.plan, EditPlan):
+            raise _refuse(404, f"job {job.id} is an edit; edits have no reverse trajectory here")
         if "trajectory" not in record:
             try:
                 record["trajectory"] = jobs.call(lambda: trajectory_strip(job.plan, k, cache), TRAJECTORY_TIMEOUT_S)

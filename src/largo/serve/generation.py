@@ -3,6 +3,7 @@ domain classifier's verdict on each image, PNGs that carry their settings, a rev
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 import torch
 from PIL.PngImagePlugin import PngInfo
 
+from largo.data import load_images
 from largo.draw.grid import Section, annotated_grid
 from largo.images import safe_name, to_pil, to_uint8
 from largo.runtime import sampling_autocast
-from largo.sampling import SamplingOptions, reverse_trajectory, trajectory_length
+from largo.sampling import SamplingOptions, image_to_image, inpaint, reverse_trajectory, trajectory_length
 from largo.serve.catalog import ModelCache, ModelEntry
 from largo.serve.jobs import Job
 from largo.version import __version__
@@ -80,6 +82,45 @@ def run_generation(job: Job, plan: Plan, cache: ModelCache) -> None:
             job.images.append({"index": k, **plan.settings(k), "verdict": verdict,
                                "png": png_bytes(image, plan.settings(k))})
         job.check_cancelled()
+
+
+@dataclass(frozen=True)
+class EditPlan(Plan):
+    """A checked edit request: the plan of one image, with the decoded input (uint8 (1, C, H, W)), the mask
+    (bool (1, 1, H, W), True = fill; None for image-to-image) and the edit's own settings."""
+    image: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    edit: dict | None = None
+
+    def settings(self, k: int) -> dict:
+        return {**super().settings(k), **(self.edit or {})}
+
+
+def run_edit(job: Job, plan: EditPlan, cache: ModelCache) -> None:
+    """One edited image (image-to-image or inpainting) into `job.images`, with the classifier's verdict."""
+    job.check_cancelled()
+    model = cache.model(plan.entry)
+    kind = plan.edit["edit"]
+    if kind == "img2img":
+        result = image_to_image(model.net, model.cfg, plan.image, plan.labels, plan.edit["strength"], plan.seeds,
+                                plan.options, callback=job.progress)
+    else:
+        result = inpaint(model.net, model.cfg, plan.image, plan.mask, plan.labels, plan.seeds, plan.options,
+                         method=plan.edit["method"], callback=job.progress)
+    job.total = job.done = max(job.total, 1)
+    verdict = _verdicts(cache, plan.entry, result.images)[0]
+    settings = {**plan.settings(0), "evaluations_per_image": result.evaluations}
+    job.images.append({"index": 0, **settings, "verdict": verdict, "png": png_bytes(result.images[0], settings)})
+
+
+@functools.lru_cache(maxsize=2)
+def _test_split(dataset: str, resolution: int, data_root: str):
+    return load_images(dataset, "test", resolution, data_root)
+
+
+def test_images(entry: ModelEntry):
+    """The held-out test split of a model's dataset at its resolution (the page's "load a test image")."""
+    return _test_split(entry.cfg.data.dataset, entry.cfg.data.resolution, entry.cfg.data.data_root or "")
 
 
 def _frames(n_steps: int, frames: int = TRAJECTORY_FRAMES) -> list[int]:

@@ -16,7 +16,8 @@ from largo.sampling.options import SamplingOptions, check_option_values
 SWEEP_FORMAT = "largo-sweep-cell"
 SWEEP_VERSION = 1
 # A grid key is a SamplingOptions field (cfg_interval excepted), or `weights`: which of a checkpoint's networks samples.
-GRID_KEYS = (*(name for name in SamplingOptions.names() if name != "cfg_interval"), "weights")
+# Not grid keys: the guidance interval and the guide model (autoguidance), which are set per command.
+GRID_KEYS = (*(name for name in SamplingOptions.names() if name not in ("cfg_interval", "guide_with")), "weights")
 RENAMED_GRID_KEYS = {"sample_precision": "precision"}  # sweep files written before the one vocabulary
 TOP_KEYS = {
     "checkpoint": "run dir, checkpoint folder or released checkpoint name, or a list of them (cells named stepN__…)",

@@ -36,6 +36,7 @@ function chooseModel(id) {
   $("cfg-value").textContent = $("cfg").value;
   $("class-picker").hidden = !m.conditional;
   renderChips();
+  setupEditor(m);
 }
 
 function renderChips() {
@@ -201,6 +202,146 @@ function showTrajectory(image, fig) {
   $("image-download").href = `${image.url}?download=1`;
 }
 
+// -- editing: an image on a canvas at the model's resolution, a mask drawn over it --------------------------
+function setupEditor(m) {
+  const editable = m.conditional && !m.latent;
+  $("edit-controls").hidden = !editable;
+  if (!editable) return;
+  for (const id of ["edit-image", "edit-mask"]) { $(id).width = m.resolution; $(id).height = m.resolution; }
+  $("edit-class").replaceChildren(...m.classes.map((name, i) => new Option(name, i)));
+  clearMask();
+  $("edit-image").getContext("2d").clearRect(0, 0, m.resolution, m.resolution);
+  state.editLoaded = false;
+  $("edit-result").hidden = true;
+}
+
+function drawSource(source) {  // centre-crop to a square, scale to the model's resolution
+  const c = $("edit-image"), ctx = c.getContext("2d");
+  const w = source.naturalWidth || source.width, h = source.naturalHeight || source.height, side = Math.min(w, h);
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, c.width, c.height);
+  ctx.drawImage(source, (w - side) / 2, (h - side) / 2, side, side, 0, 0, c.width, c.height);
+  state.editLoaded = true;
+  $("edit-result").hidden = true;
+  editError("");
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("that file is not an image the browser can read"));
+    img.src = url;
+  });
+}
+
+async function onFile() {
+  const file = $("edit-file").files[0];
+  if (!file) return;
+  const url = URL.createObjectURL(file);
+  try { drawSource(await loadImage(url)); } catch (e) { editError(e.message); } finally { URL.revokeObjectURL(url); }
+}
+
+async function onTestImage() {
+  const k = Number($("edit-test").value);
+  const resp = await fetch(`/api/models/${encodeURIComponent(state.model.id)}/test-images/${k}`);
+  if (!resp.ok) { let d = null; try { d = await resp.json(); } catch (e) { d = null; } editError((d && d.detail) || `${resp.status}`); return; }
+  const url = URL.createObjectURL(await resp.blob());
+  try {
+    drawSource(await loadImage(url));
+    const label = resp.headers.get("X-Largo-Class");
+    if (label !== null) $("edit-class").value = label;
+  } finally { URL.revokeObjectURL(url); }
+}
+
+function clearMask() {
+  const c = $("edit-mask");
+  c.getContext("2d").clearRect(0, 0, c.width, c.height);
+  state.maskDrawn = false;
+}
+
+function paint(ev) {
+  const c = $("edit-mask"), r = c.getBoundingClientRect(), ctx = c.getContext("2d");
+  const x = (ev.clientX - r.left) * c.width / r.width, y = (ev.clientY - r.top) * c.height / r.height;
+  ctx.fillStyle = "#ff2d55";
+  ctx.beginPath();
+  ctx.arc(x, y, Math.max(1.5, c.width / 12), 0, 2 * Math.PI);
+  ctx.fill();
+  state.maskDrawn = true;
+}
+
+function maskPng() {  // white where drawn, black elsewhere, at the model's resolution
+  const c = $("edit-mask"), data = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+  const out = document.createElement("canvas");
+  out.width = c.width; out.height = c.height;
+  const octx = out.getContext("2d"), img = octx.createImageData(c.width, c.height);
+  for (let i = 0; i < data.data.length; i += 4) {
+    const v = data.data[i + 3] > 0 ? 255 : 0;
+    img.data[i] = img.data[i + 1] = img.data[i + 2] = v;
+    img.data[i + 3] = 255;
+  }
+  octx.putImageData(img, 0, 0);
+  return out.toDataURL("image/png");
+}
+
+function editError(message) {
+  $("edit-error").textContent = message;
+  $("edit-error").hidden = !message;
+}
+
+async function runEdit(ev) {
+  ev.preventDefault();
+  editError("");
+  if (!state.editLoaded) { editError("upload or load an image first"); return; }
+  const kind = $("edit-kind").value;
+  if (kind === "inpaint" && !state.maskDrawn) { editError("draw the region to fill on the image"); return; }
+  const body = {
+    model: state.model.id, edit: kind, image: $("edit-image").toDataURL("image/png"),
+    target: Number($("edit-class").value), sampler: $("sampler").value, steps: Number($("steps").value),
+    cfg: Number($("cfg").value), seed: Number($("seed").value),
+  };
+  if (kind === "inpaint") { body.mask = maskPng(); body.method = $("edit-method").value; }
+  else body.strength = Number($("edit-strength").value);
+  let started;
+  try { started = await api("POST", "/api/edit", body); } catch (e) { editError(e.message); return; }
+  $("edit-run").disabled = true;
+  $("edit-status").textContent = "editing…";
+  const id = started.job;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    let job;
+    try { job = await api("GET", `/api/jobs/${id}`); } catch (e) { editError(e.message); break; }
+    if (job.status === "queued" || job.status === "running") {
+      $("edit-status").textContent = job.status === "queued" ? `queued (${job.position} ahead)` : `step ${job.done}/${job.total}`;
+      continue;
+    }
+    $("edit-status").textContent = job.status;
+    if (job.error) editError(job.error);
+    if (job.images.length) showEdit(job.images[0]);
+    break;
+  }
+  $("edit-run").disabled = false;
+}
+
+function showEdit(image) {
+  $("edit-result-img").src = image.url;
+  const verdict = image.verdict ? ` · classifier: ${image.verdict.class} ${Math.round(image.verdict.confidence * 100)}%` : "";
+  $("edit-caption").textContent = `${image.edit} → ${image.class} · ${image.evaluations_per_image} evaluations${verdict}`;
+  $("edit-result").hidden = false;
+}
+
+function setupEditing() {
+  $("edit-file").onchange = onFile;
+  $("edit-load-test").onclick = onTestImage;
+  $("edit-clear").onclick = clearMask;
+  $("edit-controls").onsubmit = runEdit;
+  $("edit-strength").oninput = () => { $("edit-strength-value").textContent = $("edit-strength").value; };
+  const mask = $("edit-mask");
+  mask.onpointerdown = (ev) => { state.drawing = true; mask.setPointerCapture(ev.pointerId); paint(ev); };
+  mask.onpointermove = (ev) => { if (state.drawing) paint(ev); };
+  mask.onpointerup = () => { state.drawing = false; };
+}
+
 async function init() {
   let data;
   try { data = await api("GET", "/api/models"); } catch (e) { showError(e.message); return; }
@@ -218,6 +359,7 @@ async function init() {
   $("controls").onsubmit = generate;
   $("cancel").onclick = cancel;
   $("close-trajectory").onclick = () => { $("trajectory").hidden = true; };
+  setupEditing();
   chooseModel(data.models[0].id);
 }
 
