@@ -35,38 +35,13 @@ def _losses(run_dir):
     return [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
-GENERATE = """
-    import sys
-    import torch
-    from largo.cli import main
-    from largo.runtime.distributed import init_distributed, shutdown
-    from largo.sampling import generate_images, load_model
-    run, out = sys.argv[1], sys.argv[2]
-    if main(["train", *sys.argv[3:], "--run-dir", run]) != 0:
-        sys.exit(1)
-    info = init_distributed(torch.device("cpu"))
-    model = load_model(run)
-    labels = torch.arange(7) % 10
-    images = generate_images(model.net, model.cfg, labels, [100 + i for i in range(7)], sampler="ddim", steps=3,
-                             batch_size=2, dist_info=info)
-    if info.is_main:
-        torch.save(images, out)
-    shutdown(info)
-"""
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_root):
-    """The one-process run, and one torchrun launch of two processes that trains the same run (through the CLI's
-    main, as `python -m largo train` calls it) and then generates 7 images sharded over both processes (the
-    launch of `-m largo` itself is test_batch_not_divisible_by_world_size_is_a_clear_error's)."""
     from largo.cli import main
 
     root = tmp_path_factory.mktemp("ddp")  # the one-process run trains here (one thread, as the workers)
     assert main(["train", *TINY, "--data-root", str(SHARED_DATA), "--run-dir", str(root / "one")]) == 0
-    script = root / "train_then_generate.py"
-    script.write_text(textwrap.dedent(GENERATE))
-    two = _torchrun(2, str(script), str(root / "two"), str(root / "two.pt"), *TINY, "--data-root", str(SHARED_DATA))
+    two = _torchrun(2, "-m", "largo", "train", *TINY, "--data-root", str(SHARED_DATA), "--run-dir", str(root / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     return root / "one", root / "two"
 
@@ -91,14 +66,33 @@ def test_two_processes_write_one_set_of_checkpoints_with_the_same_weights(runs):
     assert max((wa[k] - wb[k]).abs().max() for k in wa) < 1e-3
 
 
-def test_sharded_generation_returns_each_image_once(runs):
-    one, two = runs
+def test_sharded_generation_returns_each_image_once(runs, tmp_path):
+    one, _ = runs
+    script = tmp_path / "gen.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from largo.sampling import generate_images
+        from largo.sampling import load_model
+        from largo.runtime.distributed import init_distributed, shutdown
+        info = init_distributed(torch.device("cpu"))
+        model = load_model({str(one)!r})
+        net, cfg, _ = model.net, model.cfg, model.class_names
+        labels = torch.arange(7) % 10
+        images = generate_images(net, cfg, labels, [100 + i for i in range(7)], sampler="ddim", steps=3,
+                                 batch_size=2, dist_info=info)
+        if info.is_main:
+            torch.save(images, {str(tmp_path / 'two.pt')!r})
+        shutdown(info)
+    """))
+    result = _torchrun(2, str(script))
+    assert result.returncode == 0, result.stderr[-3000:]
     from largo.sampling import generate_images, load_model
 
-    model = load_model(two)  # the images the two processes generated, drawn again by one process
-    single = generate_images(model.net, model.cfg, torch.arange(7) % 10, [100 + i for i in range(7)],
-                             sampler="ddim", steps=3)
-    sharded = torch.load(two.parent / "two.pt", weights_only=True)
+    model = load_model(one)
+
+    net, cfg, _ = model.net, model.cfg, model.class_names
+    single = generate_images(net, cfg, torch.arange(7) % 10, [100 + i for i in range(7)], sampler="ddim", steps=3)
+    sharded = torch.load(tmp_path / "two.pt", weights_only=True)
     assert sharded.shape[0] == 7 and torch.equal(sharded, single)
 
 
