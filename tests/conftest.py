@@ -18,6 +18,17 @@ def _isolated_cache(tmp_path_factory):
         os.environ["LARGO_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_fsync():
+    """In this process fsync only checks its descriptor: the suite writes hundreds of checkpoints to throwaway
+    folders, and a real fsync on a busy disk costs milliseconds each. The tests of durability kill or limit
+    subprocesses (test_reliability.py, test_write_faults.py, test_distributed.py), which fsync for real."""
+    real = os.fsync
+    os.fsync = os.fstat  # still raises on a bad descriptor, as fsync would
+    yield
+    os.fsync = real
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (SHARED_DATA / "FashionMNIST").is_dir():

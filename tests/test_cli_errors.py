@@ -23,6 +23,7 @@ def _run(capsys, argv):
     (["train", "--preset", "demo", "--p-uncond", "1.5"], "p_uncond must be in [0, 1)"),
     (["train", "--preset", "demo", "--data-root", "/tmp/empty-largo-root"], "fashion_mnist not found under"),
     (["train", "--config", "/no/such/config.json"], "config file not found"),
+    (["train", "--epochs", "2"], "steps 10000 and epochs 2 both set the run's length: train by epochs with"),
     (["sample", "/no/such/run"], "no run, checkpoint or released checkpoint named"),
     (["sample", "fashion_mnist-32-cpu", "--n", "1", "--cfg", "nan"], "argument --cfg: must be a number in [0, 100], got nan"),
     (["sample", "fashion_mnist-32-cpu", "--n", "1", "--out", "/proc/nope"], "No such file or directory: /proc/nope"),
@@ -53,6 +54,7 @@ def test_unknown_class_name_lists_close_matches(capsys, trained_run):
     (["--cfg-interval", "9"], "--cfg-interval must be LO,HI"),
     (["--precision", "fp8"], "invalid choice: 'fp8'"),
     (["--sampler", "plms"], "invalid choice: 'plms'"),
+    (["--sampler", "dpmpp2m", "--eta", "0.5"], "--eta applies only to the ddim sampler (--sampler is dpmpp2m)"),
 ])
 def test_bad_sampling_flags_are_one_line_errors(capsys, trained_run, command, flags, needle):
     """`largo sample` and `largo eval` share their sampling flags, so they refuse the same things alike."""

@@ -34,6 +34,7 @@ def test_wrong_types_and_keys_are_one_line_errors(section, key, value, needle):
     ("model", "base_channels", 48, "multiple of 32"),
     ("data", "resolution", 36, "not divisible by 8"),
     ("sample", "sample_steps", 0, "sample_steps"),
+    ("train", "epochs", 3, "steps 10000 and epochs 3 both set the run's length"),  # steps would be ignored
 ])
 def test_out_of_range_values_are_rejected(section, key, value, needle):
     d = RunConfig().to_dict()

@@ -143,3 +143,13 @@ def test_the_caller_injects_the_data_and_the_task(tmp_path):
     hooks = Minimal()
     assert (hooks.meta(), hooks.state_dict(), hooks.setup(None, False), hooks.after_step(0, None),
             hooks.check_resume({}), hooks.load_state_dict(None)) == ({}, {}, None, None, None, None)
+
+
+def test_epochs_set_the_length_of_a_run_whose_steps_is_0(tmp_path):
+    """`epochs` counts passes over the training images (with `steps` 0; both set is refused, test_config.py)."""
+    from largo.data import ImageSet
+
+    data = ImageSet(torch.zeros(20, 1, 16, 16, dtype=torch.uint8), torch.arange(20) % 2, ["a", "b"])
+    cfg = tiny_config(steps=0, epochs=2, batch_size=8, checkpoint_every=100, log_every=1)
+    summary = Trainer(cfg, tmp_path / "run", progress=False, data=data).fit()
+    assert summary["step"] == 5 and summary["stop_reason"] == "steps"  # ceil(2 · 20 / 8)

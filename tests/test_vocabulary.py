@@ -68,6 +68,23 @@ def test_the_record_is_to_dict_and_resolve_takes_every_field():
         **options.to_dict(), "steps": 3, "cfg": 2.5, "precision": "fp32"}
 
 
+def test_eta_is_refused_for_a_sampler_that_ignores_it_and_not_carried_to_one():
+    """eta only changes DDIM: given with another sampler (named or the run's) it is one line, never silently
+    ignored; a run saved with a DDIM eta sampled with another sampler does not carry that eta over."""
+    from largo.errors import LargoError
+
+    run = RunConfig()
+    run.model = dataclasses.replace(run.model, num_classes=10)
+    assert run.sample.sampler != "ddim"
+    for given in ({"eta": 0.5}, {"sampler": "euler", "eta": 1.0}):
+        with pytest.raises(LargoError, match=r"^--eta applies only to the ddim sampler \(--sampler is \w+\)$"):
+            SamplingOptions.resolve(run, **given, label=flag_label)
+    assert SamplingOptions.resolve(run, sampler="ddim", eta=0.5).eta == 0.5
+    run.sample = dataclasses.replace(run.sample, sampler="ddim", eta=0.5)
+    assert SamplingOptions.resolve(run).eta == 0.5
+    assert SamplingOptions.resolve(run, sampler="dpmpp2m").eta == 0.0
+
+
 def test_the_flags_take_the_vocabulary_without_loading_torch():
     """The CLI declares its flags from SamplingOptions, yet `largo --help` still starts without torch."""
     import subprocess

@@ -3,25 +3,50 @@ grid, an eval JSON or a report: one line, a non-zero exit, and every file writte
 
 import os
 import resource
-import subprocess
 import sys
+import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from helpers import SHARED_DATA
 from largo.cli import main
 
-LARGO = [sys.executable, "-m", "largo"]
 
-
-def _run(args, cwd, limit=None):
-    def limited():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([*LARGO, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          preexec_fn=limited if limit else None, timeout=600)
+def _run(args, cwd, limit):
+    """`largo ARGS` in a child process under a file-size limit of `limit` bytes: forked from this one, so it
+    starts with largo and torch already imported (a fresh interpreter would spend seconds importing them). The
+    child runs the CLI's `main` as `python -m largo` does; its stderr goes through a pipe, which the limit does
+    not cover, and its stdout to /dev/null. Returns what subprocess.run would (returncode, stderr)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout is not looked at
+            os.dup2(write_fd, 2)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            os.chdir(cwd)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, errors="replace") as f:
+        output = f.read()
+    _, status = os.waitpid(pid, 0)
+    return SimpleNamespace(returncode=os.waitstatus_to_exitcode(status), stderr=output)
 
 
 def _snapshot(folder: Path) -> dict:

@@ -45,7 +45,7 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
     """Write `checkpoints/step_XXXXXXXX/` completely (temporary folder, fsync), then publish it.
 
     A new step's folder appears by one rename and `latest` is replaced atomically afterwards. Re-saving the step
-    `latest` already names (a run that ends on a checkpoint step, SIGTERM right after a periodic save) swaps
+    `latest` already names (a finished run resumed) swaps
     the files one atomic rename at a time, so `latest` never names a missing or partial folder. A failed write
     (disk full) removes the partial copy and raises a one-line `WriteError`; earlier checkpoints are untouched.
     """

@@ -93,8 +93,8 @@ class DiffusionConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 10_000  # optimizer steps (ignored when epochs > 0)
-    epochs: int = 0
+    steps: int = 10_000  # optimizer steps
+    epochs: int = 0  # or passes over the data instead (needs steps 0: one of the two sets the length)
     max_minutes: float = 0.0  # wall-clock budget; 0 = none
     batch_size: int = 64
     grad_accum: int = 1
@@ -321,6 +321,8 @@ def check_dependents(cfg: RunConfig) -> None:
 def check_train(t: TrainConfig) -> None:
     _check(t.steps >= 1 or t.epochs >= 1, "train needs steps >= 1 or epochs >= 1")
     _check(t.epochs >= 0 and t.max_minutes >= 0, "epochs and max_minutes must be >= 0")
+    _check(t.epochs == 0 or t.steps == 0, f"steps {t.steps} and epochs {t.epochs} both set the run's length: "
+                                          "train by epochs with --steps 0, or by steps with --epochs 0")
     _check(t.batch_size >= 1 and t.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
     _check(t.lr > 0, "lr must be > 0")
     _check(t.lr_warmup >= 0, "lr_warmup must be >= 0")

@@ -55,16 +55,21 @@ class SamplingOptions:
                  "cfg_interval": cfg_interval, "clip_x0": clip_x0, "precision": precision,
                  "guide_with": guide_with or None}
         s = run_config.sample
-        options = cls(**{name: value if value is not None else getattr(s, CONFIG_FIELDS.get(name, name), None)
-                         for name, value in given.items()})
+        values = {name: value if value is not None else getattr(s, CONFIG_FIELDS.get(name, name), None)
+                  for name, value in given.items()}
+        if eta is None and values["sampler"] != "ddim":
+            values["eta"] = 0.0  # the run's eta belongs to its ddim sampler; another sampler given here reads none
+        options = cls(**values)
         options.check(run_config.diffusion.timesteps, run_config.model.num_classes, label)
         return options
 
     def check(self, timesteps: int | None = None, num_classes: int | None = None,
               label: Callable[[str], str] = str) -> None:
         """A one-line LargoError for the first value out of range (steps ≤ `timesteps` when given, no guidance
-        for an unconditional model when `num_classes` is given)."""
+        for an unconditional model when `num_classes` is given, eta only for ddim: another sampler would ignore it)."""
         check_option_values(self.to_dict(), timesteps, label=label)
+        if self.sampler != "ddim" and self.eta != 0:
+            raise LargoError(f"{label('eta')} applies only to the ddim sampler ({label('sampler')} is {self.sampler})")
         if num_classes == 0 and self.cfg != 1:
             raise LargoError(f"this checkpoint is unconditional: classifier-free guidance needs {label('cfg')} 1")
 

@@ -93,6 +93,7 @@ class Trainer:
         self.train_net = self._wrap(self.net)
         self.model_fn = torch.compile(self.train_net) if t.compile else self.train_net
         self.stop_requested = False
+        self._saved: tuple[int, Path] | None = None  # (step, folder) of this process's last checkpoint
         if resume:
             self._resume()
         if self.dist.is_main:
@@ -129,8 +130,10 @@ class Trainer:
     def save(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg,
+        path = save_checkpoint(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg,
                                self.cfg.train.keep, self.class_names, self.task.meta())
+        self._saved = (self.step, path)
+        return path
 
     def _resume(self) -> None:
         ckpt = latest_checkpoint(self.run_dir)
@@ -228,7 +231,8 @@ class Trainer:
         finally:
             log.close_stream()
             _restore_signal_handlers(handlers)
-        ckpt = self.save()
+        # a run that ends on a checkpoint step has just written it: nothing changed since, so it is not written twice
+        ckpt = self._saved[1] if self._saved and self._saved[0] == self.step else self.save()
         grid = self.sample_grid(log.writer) if self.dist.is_main else None
         log.close()
         barrier(self.dist)  # the other ranks wait for rank 0's checkpoint and grid (30-min timeout)
