@@ -49,3 +49,37 @@ def _is_int(v: Any) -> bool:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# -- fine-tuning, augmentation, in-training evaluation, post-hoc EMA (issue 24) --------------------------------
+BEST_METRICS = ("fd", "accuracy", "recall")  # what picks checkpoints/best: FD lowest, the others highest
+EVAL_MIN_N = 20  # precision/recall's k-NN radii (k = 3) and the held-out 1st percentile need a few tens of images
+DIFFUSION_ONLY = ("init_from", "eval_every", "phema_every")
+
+
+def check_small_data(cfg: Any, strict: bool = True) -> None:
+    """The issue-24 settings of a diffusion run (`RunConfig`): in range, and refused where they would do nothing."""
+    data, t = cfg.data, cfg.train
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise LargoError(f"config: {message}")
+
+    need(0.0 <= data.augment <= 1.0, f"augment is a probability in [0, 1], got {data.augment:g}")
+    need(not (data.augment and data.autoencoder), "augment transforms images: it does not apply to a latent run "
+                                                  "(--autoencoder)")
+    need(not (t.init_from and data.autoencoder), "init_from is for pixel models; fine-tuning a latent model is not "
+                                                 "supported")
+    need(t.eval_every >= 0 and t.phema_every >= 0, "eval_every and phema_every must be >= 0 (0 = off)")
+    need(t.eval_n >= EVAL_MIN_N, f"eval_n must be >= {EVAL_MIN_N}, got {t.eval_n}")
+    need(t.best_metric in BEST_METRICS, f"unknown best_metric {t.best_metric!r}; valid: {', '.join(BEST_METRICS)}")
+    if strict and not t.eval_every:
+        for name, default in (("eval_n", 500), ("best_metric", "fd"), ("eval_classifier", "")):
+            need(getattr(t, name) == default, f"{name} applies only with --eval-every N > 0")
+
+
+def check_diffusion_only(train: Any) -> None:
+    """An autoencoder run refuses the train settings that only a diffusion run uses."""
+    for name in DIFFUSION_ONLY:
+        if getattr(train, name):
+            raise LargoError(f"config: {name} applies to diffusion runs, not to an autoencoder")

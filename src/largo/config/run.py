@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from largo.config.checks import check_sampling
+from largo.config.checks import check_sampling, check_small_data
 from largo.config.choices import CLASS_EMBEDDINGS, LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, WEIGHTINGS
 from largo.errors import LargoError
 from largo.io import read_json
@@ -38,6 +38,9 @@ class DataConfig:
     # AutoencoderKL folder) instead of on pixels; "" = pixels.
     autoencoder: str = ""
     latent_norm: str = "std"  # latents are scaled by 1/std over all channels ("std", LDM) or per channel ("channel")
+    # Non-leaking augmentation (EDM/ADA, data/augment.py): each transform applies with this probability and its
+    # parameters condition the network; sampling passes "none" (zeros). 0 = off.
+    augment: float = 0.0
 
 
 @dataclass
@@ -56,6 +59,7 @@ class ModelConfig:
     image_channels: int = 0  # what the U-Net sees: image channels, or latent channels
     num_classes: int = 0
     input_size: int = 0  # the side of what the U-Net sees: the resolution, or resolution / f for latents (0: resolution)
+    augment_dim: int = 0  # width of the augmentation conditioning (filled: data/augment.py's AUG_DIM when augment > 0)
 
 
 @dataclass
@@ -111,6 +115,12 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep: int = 2  # checkpoints kept on disk
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    init_from: str = ""  # fine-tune: start from a released name, a run or a checkpoint (weights and EMA)
+    eval_every: int = 0  # steps between in-training evaluations (accuracy, FD, recall, memorisation); 0 = none
+    eval_n: int = 500  # seeded samples per in-training evaluation
+    best_metric: str = "fd"  # the in-training evaluation's number that picks checkpoints/best (fd | accuracy | recall)
+    eval_classifier: str = ""  # the judge of in-training evaluations ("" = the shipped one for the dataset)
+    phema_every: int = 0  # steps between post-hoc EMA snapshots (EDM2; `largo ema RUN --length …`); 0 = none
 
 
 @dataclass
@@ -196,6 +206,7 @@ class RunConfig(SectionedConfig):
         self.check_finite()
         check_data(data)
         check_train(t)
+        check_small_data(self, strict)
         _check(m.image_channels >= 0 and m.num_classes >= 0, "image_channels and num_classes must be >= 0")
         _check(m.base_channels > 0 and m.base_channels % 32 == 0,
                f"base_channels must be a positive multiple of 32 (GroupNorm uses 32 groups), got {m.base_channels}")
@@ -332,7 +343,7 @@ def check_train(t: TrainConfig) -> None:
 
 
 # What a run fills in from its dataset (and autoencoder) when it starts: a flag or override cannot set them.
-FILLED_FIELDS = ("image_channels", "num_classes", "input_size")
+FILLED_FIELDS = ("image_channels", "num_classes", "input_size", "augment_dim")
 FIXED_SPLITS = ("fashion_mnist", "fashionmnist", "mnist", "cifar10")
 CONTINUOUS_SAMPLERS = ("euler", "heun")  # Karras sigmas: no timestep spacing
 

@@ -124,6 +124,11 @@ class UNet(nn.Module):
                             if cfg.num_classes > 0 else None)
         in_emb = 2 * ch if self.class_embed is not None and concat else ch
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # Non-leaking augmentation (data/augment.py): its parameters enter through a zero-initialised linear map
+        # into the block embedding, so a network starts (and a fine-tuned one resumes) exactly as without it, and
+        # sampling, which passes no parameters (zeros: "no augmentation"), never sees it.
+        self.augment_dim = cfg.augment_dim
+        self.augment_embed = _zero(nn.Linear(cfg.augment_dim, emb_dim, bias=False)) if cfg.augment_dim else None
 
         def attn(width: int, res: int) -> nn.Module:
             return AttentionBlock(width, cfg.num_heads) if res in cfg.attention_resolutions else nn.Identity()
@@ -164,18 +169,26 @@ class UNet(nn.Module):
                 res *= 2
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
 
-    def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None, augment_labels: torch.Tensor | None = None
+              ) -> torch.Tensor:
         emb = timestep_embedding(t, self.base_channels).to(self.embed_mlp[0].weight.dtype)  # e.g. a float64 net
         if self.class_embed is None:
-            return self.embed_mlp(emb)
-        if y is None:
-            y = torch.full_like(t, self.num_classes, dtype=torch.long)
-        if self.class_embedding == "add":
-            return self.embed_mlp(emb) + self.class_embed(y)
-        return self.embed_mlp(torch.cat([emb, self.class_embed(y)], dim=-1))
+            out = self.embed_mlp(emb)
+        else:
+            if y is None:
+                y = torch.full_like(t, self.num_classes, dtype=torch.long)
+            if self.class_embedding == "add":
+                out = self.embed_mlp(emb) + self.class_embed(y)
+            else:
+                out = self.embed_mlp(torch.cat([emb, self.class_embed(y)], dim=-1))
+        if augment_labels is not None and self.augment_embed is not None:
+            out = out + self.augment_embed(augment_labels.to(out.dtype))
+        return out
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.embed(t.to(x.device), y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`augment_labels` (B, augment_dim): the augmentation applied to x in training; None (sampling) = none."""
+        emb = self.embed(t.to(x.device), y, augment_labels)
         h = self.input_conv(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample):

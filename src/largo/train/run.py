@@ -10,6 +10,7 @@ from typing import Any
 from largo.config import AutoencoderRunConfig, RunConfig, SectionedConfig, check_overrides, field_sections, preset_config, with_overrides
 from largo.errors import LargoError
 from largo.runtime import describe_precision
+from largo.train.finetune import adopt_source
 from largo.train.trainer import Trainer
 
 RESUMABLE_SECTIONS = ("train", "sample")  # autoencoder runs: "train"  # what may change when a run continues; data/model/diffusion are fixed
@@ -22,7 +23,10 @@ def new_run_config(preset: str | None = None, config: str | Path | None = None,
     if preset and config:
         raise LargoError("give a preset or a config file, not both")
     cfg = config_cls.load(config) if config else (preset_config(preset, config_cls) if preset else config_cls())
-    return with_overrides(cfg, check_overrides(overrides or {}, "config", config_cls=config_cls)).validate()
+    cfg = with_overrides(cfg, check_overrides(overrides or {}, "config", config_cls=config_cls))
+    if isinstance(cfg, RunConfig) and cfg.train.init_from:  # the network, diffusion and resolution of the source
+        cfg = adopt_source(cfg, cfg.train.init_from, explicit=set(overrides or {}))
+    return cfg.validate()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None,
@@ -56,10 +60,16 @@ def default_run_dir(cfg: SectionedConfig) -> Path:
 
 
 def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+          log: Callable[[str], Any] | None = None, init_from: str | Path | None = None) -> dict[str, Any]:
     """Train `cfg` (a `RunConfig`: a diffusion model; an `AutoencoderRunConfig`: an autoencoder) into `run_dir`
-    (default runs/<preset or dataset>-<time>), or continue the run there with `resume=True`. Returns the summary:
+    (default runs/<preset or dataset>-<time>), or continue the run there with `resume=True`. `init_from` (a
+    released name, a run or a checkpoint) fine-tunes it: the network, diffusion process and resolution become the
+    source's and training starts from its weights and EMA (see `largo.train.finetune`). Returns the summary:
     step, stop_reason, checkpoint, grid, minutes, parameters."""
+    if init_from is not None:
+        if resume:
+            raise LargoError("init_from starts a new run; a resumed run continues from its own checkpoint")
+        cfg = adopt_source(cfg, str(init_from))
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if not resume and ((run_dir / "checkpoints").exists() or (run_dir / "config.json").exists()):
         raise LargoError(f"run directory {run_dir} already holds a run; use --resume {run_dir} to continue "
