@@ -22,14 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from largo.checkpoint import export_release
-    from largo.train.phema import post_hoc_ema
+    from largo.train.phema import export_post_hoc
 
     if args.ema_length is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            r = export_release(post_hoc_ema(args.source, [args.ema_length], tmp)[0], args.out, args.dtype)
+        r = export_post_hoc(args.source, args.ema_length, args.out, args.dtype)
     else:
         r = export_release(args.source, args.out, args.dtype)
     print(f"largo: exported step {r['step']} EMA weights ({r['dtype']}, {r['size_mib']:.1f} MiB) → {r['out']}")

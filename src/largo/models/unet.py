@@ -124,9 +124,8 @@ class UNet(nn.Module):
                             if cfg.num_classes > 0 else None)
         in_emb = 2 * ch if self.class_embed is not None and concat else ch
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        # Non-leaking augmentation (data/augment.py): its parameters enter through a zero-initialised linear map
-        # into the block embedding, so a network starts (and a fine-tuned one resumes) exactly as without it, and
-        # sampling, which passes no parameters (zeros: "no augmentation"), never sees it.
+        # Non-leaking augmentation (data/augment.py): its parameters enter the block embedding through a zero-
+        # initialised map; sampling passes none (zeros: "no augmentation"). Starts exactly as without it.
         self.augment_dim = cfg.augment_dim
         self.augment_embed = _zero(nn.Linear(cfg.augment_dim, emb_dim, bias=False)) if cfg.augment_dim else None
 

@@ -16,8 +16,8 @@ b_i = ⟨p_i, p_(T, σ)⟩, and sum the snapshots with the weights x (normalised
 
 from __future__ import annotations
 
-import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from largo.checkpoint import latest_checkpoint, read_meta
+from largo.checkpoint import export_release, latest_checkpoint, read_meta
 from largo.errors import LargoError
 from largo.io import atomic_write, atomic_write_json
 
@@ -178,5 +178,7 @@ def post_hoc_ema(run_dir: str | Path, lengths: list[float], out_root: str | Path
     return written
 
 
-def describe(record: dict) -> str:
-    return json.dumps({k: record[k] for k in ("step", "sigma_rel", "gamma", "snapshots")})
+def export_post_hoc(run_dir: str | Path, sigma: float, out: str | Path, dtype: str = "fp16") -> dict:
+    """`largo export RUN --ema-length σ`: the reconstructed EMA of length σ as a release folder (`export_release`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_release(post_hoc_ema(run_dir, [sigma], tmp)[0], out, dtype)

@@ -1,0 +1,135 @@
+"""docs/FINETUNE.md's measurements (issue 24): small-data arms, fine-tuning across datasets, post-hoc EMA.
+
+    # an arm that also tracks fixed-decay EMAs beside the run's own (for the post-hoc EMA comparison)
+    python benchmarks/finetune_bench.py train --run-dir runs/ft/fm500-scratch --preset demo \
+        --set subset=500 steps=1200 max_minutes=0 eval_every=400 eval_n=200 phema_every=100 --extra-ema 0.9999
+    # score checkpoint folders (post-hoc reconstructions, the extra EMAs) with the run's own in-training evaluation
+    python benchmarks/finetune_bench.py score runs/ft/fm500-scratch RUN/phema/ema-0.050 RUN/extra-ema-0.9999 ...
+    # the eval records of several runs: a markdown table and one picture of the curves against minutes
+    python benchmarks/finetune_bench.py table runs/ft/a runs/ft/b --out docs/finetune/curves.png
+
+The arms themselves are plain `largo train` commands (docs/FINETUNE.md lists them); `train` here only adds the
+extra EMAs, which largo keeps one of.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from _common import load_average, set_fields
+from largo.checkpoint import latest_checkpoint, read_meta, resolve_checkpoint
+from largo.data import load_images, long_tailed, random_subset
+from largo.draw.plot import BLUE, GREEN, GREY, ORANGE, RED, Panel, Series, plot
+from largo.io import atomic_write_json
+from largo.sampling import load_model
+from largo.train.ema import EMA
+from largo.train.monitor import TrainingEval
+from largo.train.run import new_run_config
+from largo.train.trainer import Trainer
+from largo.viz.curves import read_evals
+
+
+def train(args: argparse.Namespace) -> None:
+    cfg = new_run_config(args.preset, overrides=None)
+    cfg = set_fields(cfg, args.set).validate()
+    trainer = Trainer(cfg, Path(args.run_dir), progress=False)
+    extra = {d: EMA(trainer.net, d, warmup=True) for d in args.extra_ema}
+    if trainer.cfg.train.init_from:  # the extra EMAs start where the run's EMA does
+        for e in extra.values():
+            e.net.load_state_dict(trainer.ema.net.state_dict())
+    update = trainer.ema.update
+
+    def both(net):
+        update(net)
+        for e in extra.values():
+            e.update(net)
+
+    trainer.ema.update = both
+    t0 = time.time()
+    summary = trainer.fit()
+    meta = read_meta(latest_checkpoint(Path(args.run_dir)))
+    for d, e in extra.items():
+        out = Path(args.run_dir) / f"extra-ema-{d:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in e.net.state_dict().items()}, str(out / "ema.safetensors"))
+        atomic_write_json(out / "meta.json", {**meta, "extra_ema": d})
+    print(json.dumps({**summary, "wall_s": round(time.time() - t0, 1), "load": load_average(),
+                      "threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")}))
+
+
+def score(args: argparse.Namespace) -> None:
+    """Each folder's EMA weights through the run's own in-training evaluation (same seeds, judge, references)."""
+    run = Path(args.run)
+    model = load_model(resolve_checkpoint(run), "cpu")
+    cfg = copy.deepcopy(model.cfg)
+    cfg.train.eval_n = args.n
+    d = cfg.data
+    data = load_images(d.dataset, "train", d.resolution, d.data_root, bad_images=d.bad_images, split_seed=d.split_seed)
+    data = random_subset(long_tailed(data, d.imbalance, seed=d.split_seed), d.subset, seed=d.split_seed)
+    evaluator = TrainingEval(cfg, data, torch.device("cpu"))
+    print("| weights | accuracy | FD | recall | memorised | seconds |\n| --- | --- | --- | --- | --- | --- |")
+    for folder in args.folders:
+        net = load_model(resolve_checkpoint(folder), "cpu").net
+        r = evaluator(net, 0)
+        print(f"| {folder} | {r.get('accuracy', float('nan')):.3f} | {r.get('fd', float('nan')):.2f} | "
+              f"{r.get('recall', float('nan')):.3f} | {r['memorised']:.3f} | {r['seconds']:.0f} |", flush=True)
+
+
+COLORS = [BLUE, ORANGE, GREEN, RED, GREY]
+
+
+def table(args: argparse.Namespace) -> None:
+    runs = [Path(r) for r in args.runs]
+    print("| run | step | minutes | accuracy | FD | recall | memorised | eval s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    series: dict[str, list[Series]] = {"accuracy": [], "fd": [], "recall": [], "memorised": []}
+    for i, run in enumerate(runs):
+        recs = read_evals(run)
+        for r in recs:
+            print(f"| {run.name} | {r['step']} | {r.get('minutes', 0):.1f} | {r.get('accuracy', float('nan')):.3f} | "
+                  f"{r.get('fd', float('nan')):.2f} | {r.get('recall', float('nan')):.3f} | {r['memorised']:.3f} | "
+                  f"{r['seconds']:.0f} |")
+        for key in series:
+            series[key].append(Series([r.get(args.x, r["step"]) for r in recs],
+                                      [r.get(key, float("nan")) for r in recs], color=COLORS[i % len(COLORS)],
+                                      label=run.name, width=2.0))
+    panels = [Panel(key, s, xlabel=args.x, ylabel=key, y_from_zero=key != "fd") for key, s in series.items()]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        plot(panels, panel_size=(520, 380)).save(args.out)
+        print(f"curves → {args.out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--run-dir", required=True)
+    t.add_argument("--preset", default="demo")
+    t.add_argument("--set", nargs="*", default=[], help="FIELD=VALUE overrides")
+    t.add_argument("--extra-ema", nargs="*", type=float, default=[], help="fixed EMA decays tracked beside the run's")
+    t.set_defaults(func=train)
+    s = sub.add_parser("score")
+    s.add_argument("run")
+    s.add_argument("folders", nargs="+")
+    s.add_argument("--n", type=int, default=200)
+    s.set_defaults(func=score)
+    b = sub.add_parser("table")
+    b.add_argument("runs", nargs="+")
+    b.add_argument("--x", default="minutes")
+    b.add_argument("--out")
+    b.set_defaults(func=table)
+    args = p.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
