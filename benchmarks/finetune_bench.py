@@ -86,6 +86,37 @@ def score(args: argparse.Namespace) -> None:
 COLORS = [BLUE, ORANGE, GREEN, RED, GREY]
 
 
+def ema_profile(decay: float, steps: int) -> list[float]:
+    """Weight of the weights after each step 1..steps in largo's EMA with warm-up, d_n = min(decay, (1+n)/(10+n))."""
+    d = [min(decay, (1 + n) / (10 + n)) for n in range(steps)]
+    w, tail = [0.0] * steps, 1.0
+    for tau in range(steps, 0, -1):  # update tau - 1 mixes in the weights after step tau
+        w[tau - 1] = (1 - d[tau - 1]) * tail
+        tail *= d[tau - 1]
+    return w
+
+
+def profiles(args: argparse.Namespace) -> None:
+    """The averaging profiles over the run: post-hoc reconstructions and the fixed-decay EMAs."""
+    from largo.train import phema
+
+    found = phema.snapshots(Path(args.run))
+    steps, sigmas = [f[0] for f in found], [f[1] for f in found]
+    last = steps[-1]
+    lines = []
+    for i, sigma in enumerate(args.lengths):
+        x = phema.coefficients(steps, sigmas, last, sigma)
+        lines.append(Series(list(range(1, last + 1)), list(phema.response(steps, sigmas, x, last)),
+                            color=COLORS[i % len(COLORS)], label=f"post-hoc σ_rel {sigma:g}", width=2.0))
+    for j, decay in enumerate(args.decays):
+        lines.append(Series(list(range(1, last + 1)), ema_profile(decay, last), color=COLORS[(len(args.lengths) + j)
+                            % len(COLORS)], label=f"EMA {decay:g} (warm-up)", width=1.2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    plot([Panel(f"weight of each step's weights at step {last}", lines, xlabel="step", ylabel="weight",
+                y_from_zero=True)], panel_size=(900, 420)).save(args.out)
+    print(f"profiles → {args.out}")
+
+
 def table(args: argparse.Namespace) -> None:
     runs = [Path(r) for r in args.runs]
     print("| run | step | minutes | accuracy | FD | recall | memorised | eval s |")
@@ -127,6 +158,12 @@ def main() -> None:
     b.add_argument("--x", default="minutes")
     b.add_argument("--out")
     b.set_defaults(func=table)
+    f = sub.add_parser("profiles")
+    f.add_argument("run")
+    f.add_argument("--lengths", nargs="+", type=float, default=[0.05, 0.1, 0.2])
+    f.add_argument("--decays", nargs="+", type=float, default=[0.999, 0.9999])
+    f.add_argument("--out", required=True)
+    f.set_defaults(func=profiles)
     args = p.parse_args()
     args.func(args)
 

@@ -66,10 +66,11 @@ def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bo
     released name, a run or a checkpoint) fine-tunes it: the network, diffusion process and resolution become the
     source's and training starts from its weights and EMA (see `largo.train.finetune`). Returns the summary:
     step, stop_reason, checkpoint, grid, minutes, parameters."""
-    if init_from is not None:
-        if resume:
-            raise LargoError("init_from starts a new run; a resumed run continues from its own checkpoint")
-        cfg = adopt_source(cfg, str(init_from))
+    if init_from is not None and resume:
+        raise LargoError("init_from starts a new run; a resumed run continues from its own checkpoint")
+    spec = str(init_from) if init_from is not None else getattr(cfg.train, "init_from", "")
+    if spec and not resume and isinstance(cfg, RunConfig):
+        cfg = adopt_source(cfg, spec)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if not resume and ((run_dir / "checkpoints").exists() or (run_dir / "config.json").exists()):
         raise LargoError(f"run directory {run_dir} already holds a run; use --resume {run_dir} to continue "

@@ -30,7 +30,7 @@ from largo.viz.curves import curves_image, eval_curves_image, read_evals, read_l
 from largo.viz.sampling import trajectory_strip
 
 MAX_JSON_BYTES = 5_000_000
-SKIP_DIRS = ("checkpoints", "report")  # checkpoint meta.json is not a metric; report/ is our own output
+SKIP_DIRS = ("checkpoints", "report", "phema")  # checkpoint meta.json is not a metric (phema/ema-*: rebuilt EMAs)
 
 
 # -- metrics files ---------------------------------------------------------------------------------
