@@ -34,6 +34,14 @@ def _gray_folder(root, classes, per_class=6, side=16):
     return root
 
 
+@pytest.fixture(autouse=True)
+def small_reference(monkeypatch):
+    """The judge's reference is 2,000 held-out images; 200 keep these tests fast and test the same code."""
+    from largo.train import monitor
+
+    monkeypatch.setattr(monitor, "REFERENCE_N", 200)
+
+
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory, data_root):
     run = tmp_path_factory.mktemp("source")

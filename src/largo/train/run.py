@@ -81,4 +81,8 @@ def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bo
         log(f"training {what}{cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({describe_precision(trainer.amp_dtype, trainer.device)}), "
             f"{sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M parameters, step {trainer.step} → "
             f"{trainer.total_steps}; run: {run_dir}")
+        if trainer.init_event:
+            e = trainer.init_event
+            log(f"fine-tuning {e['source']} (step {e['source_step']}): classes kept {len(e.get('kept', []))}, new "
+                f"{len(e.get('new', []))} (from the null-class row), dropped {len(e.get('dropped', []))}")
     return trainer.fit()

@@ -85,7 +85,8 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ema = EMA(self.net, t.ema_decay, t.ema_warmup, t.ema_power)
         # fine-tuning: the source's weights and EMA, its class-embedding rows remapped to this dataset's classes
-        init_event = init_from(self.net, self.ema.net, cfg, self.class_names) if t.init_from and not resume else None
+        self.init_event = init_event = (init_from(self.net, self.ema.net, cfg, self.class_names)
+                                        if t.init_from and not resume else None)
         self.phema = PowerEMA(self.net) if t.phema_every else None
         self.evaluator = (TrainingEval(cfg, data, self.device, getattr(self.task, "latent", None))
                           if t.eval_every and self.dist.is_main else None)
