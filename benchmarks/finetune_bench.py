@@ -139,6 +139,21 @@ def table(args: argparse.Namespace) -> None:
         print(f"curves → {args.out}")
 
 
+def augment_demo(args: argparse.Namespace) -> None:
+    """What the network is shown: `--n` training images (first column) and `--draws` augmented draws of each."""
+    from largo.data.augment import augment
+    from largo.draw.grid import labelled_grid
+    from largo.images import to_uint8
+
+    data = load_images(args.dataset, "train", args.resolution)
+    x = data.images[: args.n].float() / 127.5 - 1
+    g = torch.Generator().manual_seed(0)
+    cols = [x] + [augment(x, args.p, g)[0] for _ in range(args.draws)]
+    images = to_uint8(torch.stack(cols, 1).flatten(0, 1))
+    labelled_grid(images, args.draws + 1, [data.class_names[int(c)][:12] for c in data.labels[: args.n]]).save(args.out)
+    print(f"augmentations → {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -164,6 +179,14 @@ def main() -> None:
     f.add_argument("--decays", nargs="+", type=float, default=[0.999, 0.9999])
     f.add_argument("--out", required=True)
     f.set_defaults(func=profiles)
+    a = sub.add_parser("augment-demo")
+    a.add_argument("--dataset", default="mnist")
+    a.add_argument("--resolution", type=int, default=28)
+    a.add_argument("--n", type=int, default=6)
+    a.add_argument("--draws", type=int, default=8)
+    a.add_argument("--p", type=float, default=0.12)
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=augment_demo)
     args = p.parse_args()
     args.func(args)
 

@@ -50,11 +50,19 @@ def source_run(tmp_path_factory, data_root):
 
 
 # -- 1. fine-tuning ------------------------------------------------------------------------------------------
-def test_remap_keeps_matching_rows_starts_new_ones_from_the_null_row_and_drops_the_rest():
-    table = torch.arange(4 * 3, dtype=torch.float32).reshape(4, 3)  # classes a, b, c and the null row
-    out, report = finetune.remap_classes(table, ["T-shirt", "Bag", "c"], ["bag", "new", "t_shirt"])
-    assert torch.equal(out, torch.stack([table[1], table[3], table[0], table[3]]))
-    assert report == {"kept": ["bag", "t_shirt"], "new": ["new"], "dropped": ["c"]}
+def test_remap_keeps_matching_rows_draws_new_ones_among_the_old_and_drops_the_rest():
+    table = torch.randn(41, 64, generator=torch.Generator().manual_seed(1))  # 40 classes and the null row
+    old = ["T-shirt", "Bag"] + [f"c{i}" for i in range(38)]
+    out, report = finetune.remap_classes(table, old, ["bag", "new", "t_shirt", "other"], seed=0)
+    assert torch.equal(out[[0, 2, 4]], table[[1, 0, 40]])  # kept rows, and the null row last
+    assert report == {"kept": ["bag", "t_shirt"], "new": ["new", "other"], "dropped": old[2:]}
+    new = out[[1, 3]]
+    assert not torch.equal(new[0], new[1])  # two new classes can be told apart from the first step
+    centre = table[:40].mean(0)  # as far from the classes' centre as the old classes are
+    ratio = (new - centre).norm(dim=1) / (table[:40] - centre).norm(dim=1).mean()
+    assert ((ratio > 0.7) & (ratio < 1.3)).all(), ratio
+    again, _ = finetune.remap_classes(table, old, ["bag", "new", "t_shirt", "other"], seed=0)
+    assert torch.equal(out, again)  # seeded: the online network and the EMA get the same new rows
 
 
 def test_fine_tuning_loads_weights_and_ema_with_classes_remapped(source_run, tmp_path):
@@ -66,8 +74,8 @@ def test_fine_tuning_loads_weights_and_ema_with_classes_remapped(source_run, tmp
     src_model, src_ema = _weights(source_run), _weights(source_run, "ema.safetensors")
     for net, src in ((trainer.net, src_model), (trainer.ema.net, src_ema)):
         state = net.state_dict()
-        rows = src["class_embed.weight"]
-        assert torch.equal(state["class_embed.weight"], torch.stack([rows[1], rows[10], rows[7], rows[10]]))
+        rows, got = src["class_embed.weight"], state["class_embed.weight"]
+        assert torch.equal(got[[0, 2, 3]], rows[[1, 7, 10]]) and not any(torch.equal(got[1], r) for r in rows)
         assert all(torch.equal(state[k], v) for k, v in src.items() if k != "class_embed.weight")
     trainer.fit()
     event = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])

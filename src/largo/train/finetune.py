@@ -3,10 +3,13 @@ released checkpoint's or a run's weights and EMA instead of a random network.
 
 The network and the diffusion process are the source's (`adopt_source` copies its model and diffusion sections and
 its resolution into the new config; a flag that asks for another value is refused). The dataset may have other
-classes: rows of the class embedding whose class names match (case, spaces, '_' and '-' ignored) are kept, new
-classes start from the source's null-class row (the unconditional model: a new class first draws what the model
-draws unguided, and guidance starts at zero for it), classes the dataset lacks are dropped. Image channels and
-resolution must match. The optimizer, step count, LR schedule and EMA warm-up start fresh.
+classes: rows of the class embedding whose class names match (case, spaces, '_' and '-' ignored) are kept, classes
+the dataset lacks are dropped, and new classes start at the mean of the source's class rows plus seeded Gaussian
+noise with their per-coordinate spread: as far apart as the source's classes are, so that they can be told apart
+from the first step. (Starting every new class at the null-class row, the unconditional model, gives them one
+identical row; at a fine-tuning LR AdamW moves each coordinate by about the LR per step, and MNIST fine-tuned from
+Fashion-MNIST that way was still at chance after 400 steps: docs/FINETUNE.md.) Image channels and resolution must
+match. The optimizer, step count, LR schedule and EMA warm-up start fresh.
 """
 
 from __future__ import annotations
@@ -86,26 +89,31 @@ def check_compatible(cfg: RunConfig, src: RunConfig, spec: str) -> None:
                                  f"fine-tuning keeps the source's network and diffusion process")
 
 
-def remap_classes(weight: torch.Tensor, old: list[str], new: list[str]) -> tuple[torch.Tensor, dict]:
+def remap_classes(weight: torch.Tensor, old: list[str], new: list[str], seed: int = 0) -> tuple[torch.Tensor, dict]:
     """The class-embedding rows of `new` classes from a (len(old) + 1, d) table whose last row is the null class:
-    matching names keep their row, new names start from the null row, the null row stays last."""
+    matching names keep their row, new names start at mean + spread · N(0, 1) of the old class rows (seeded; the
+    null row when there is a single old class), the null row stays last."""
     index = {_key(n): i for i, n in enumerate(old)}
     null = weight[len(old)]
-    rows = [weight[index[_key(n)]] if _key(n) in index else null for n in new]
+    classes = weight[:len(old)]
+    g = torch.Generator().manual_seed(seed)
+    fresh = [classes.mean(0) + classes.std(0) * torch.randn(weight.shape[1], generator=g) if len(old) > 1 else null
+             for _ in new]
+    rows = [weight[index[_key(n)]] if _key(n) in index else f for n, f in zip(new, fresh)]
     kept = [n for n in new if _key(n) in index]
     report = {"kept": kept, "new": [n for n in new if _key(n) not in index],
               "dropped": [n for n in old if _key(n) not in {_key(m) for m in new}]}
     return torch.stack(rows + [null]), report
 
 
-def _fit(state: dict[str, torch.Tensor], target: nn.Module, old: list[str], new: list[str]) -> dict:
+def _fit(state: dict[str, torch.Tensor], target: nn.Module, old: list[str], new: list[str], seed: int) -> dict:
     """`state` (the source's tensors) shaped for `target`: classes remapped, the augmentation layer kept at the
     target's zero initialisation when the source has none (and dropped when the target has none)."""
     mine = unwrap_model(target).state_dict()
     state = {k: v for k, v in state.items() if k != AUGMENT or AUGMENT in mine}
     report: dict = {}
     if EMBEDDING in state and EMBEDDING in mine:
-        state[EMBEDDING], report = remap_classes(state[EMBEDDING].float(), old, new)
+        state[EMBEDDING], report = remap_classes(state[EMBEDDING].float(), old, new, seed)
     if AUGMENT in mine and AUGMENT not in state:
         state[AUGMENT] = mine[AUGMENT]
     missing, unexpected = sorted(set(mine) - set(state)), sorted(set(state) - set(mine))
@@ -126,6 +134,6 @@ def init_from(net: nn.Module, ema_net: nn.Module, cfg: RunConfig, class_names: l
     old = list(meta.get("class_names") or [str(i) for i in range(src.model.num_classes)])
     ema = load_file(str(ckpt / "ema.safetensors"))
     online = load_file(str(ckpt / "model.safetensors")) if (ckpt / "model.safetensors").is_file() else ema
-    report = _fit(online, net, old, class_names)
-    _fit(ema, ema_net, old, class_names)
+    report = _fit(online, net, old, class_names, cfg.train.seed)
+    _fit(ema, ema_net, old, class_names, cfg.train.seed)
     return {"step": 0, "event": "init_from", "source": str(ckpt), "source_step": meta["step"], **report}

@@ -84,5 +84,5 @@ def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bo
         if trainer.init_event:
             e = trainer.init_event
             log(f"fine-tuning {e['source']} (step {e['source_step']}): classes kept {len(e.get('kept', []))}, new "
-                f"{len(e.get('new', []))} (from the null-class row), dropped {len(e.get('dropped', []))}")
+                f"{len(e.get('new', []))} (mean + spread of the source's rows), dropped {len(e.get('dropped', []))}")
     return trainer.fit()
