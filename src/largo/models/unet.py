@@ -35,6 +35,16 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+def _augment_map(augment_dim: int, emb_dim: int) -> nn.Linear:
+    """Non-leaking augmentation (data/augment.py): its parameters enter the block embedding through a linear map
+    without bias, so "no augmentation" (zeros, as sampling passes) adds exactly nothing. Initialised N(0, 1), like
+    the class rows beside it: zero-initialised, it stayed too small to be used in 800 steps and the transforms
+    leaked into the samples (docs/FINETUNE.md)."""
+    layer = nn.Linear(augment_dim, emb_dim, bias=False)
+    nn.init.normal_(layer.weight)
+    return layer
+
+
 class ResBlock(nn.Module):
     """GN→SiLU→Conv3×3 → + projected embedding → GN→SiLU→Dropout→Conv3×3, with a 1×1 skip when widths differ."""
 
@@ -124,10 +134,8 @@ class UNet(nn.Module):
                             if cfg.num_classes > 0 else None)
         in_emb = 2 * ch if self.class_embed is not None and concat else ch
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        # Non-leaking augmentation (data/augment.py): its parameters enter the block embedding through a zero-
-        # initialised map; sampling passes none (zeros: "no augmentation"). Starts exactly as without it.
         self.augment_dim = cfg.augment_dim
-        self.augment_embed = _zero(nn.Linear(cfg.augment_dim, emb_dim, bias=False)) if cfg.augment_dim else None
+        self.augment_embed = _augment_map(cfg.augment_dim, emb_dim) if cfg.augment_dim else None
 
         def attn(width: int, res: int) -> nn.Module:
             return AttentionBlock(width, cfg.num_heads) if res in cfg.attention_resolutions else nn.Identity()
