@@ -154,6 +154,35 @@ def augment_demo(args: argparse.Namespace) -> None:
     print(f"augmentations → {args.out}")
 
 
+def conditioning(args: argparse.Namespace) -> None:
+    """One sample per class of an --augment run with the augmentation input set to none, an x-flip, a 90° rotation
+    and +0.4 brightness: whether the network has learnt what the input means (the same seeds in every row)."""
+    from largo.data.augment import AUG_DIM
+    from largo.draw.grid import labelled_grid
+    from largo.sampling import generate_images
+
+    model = load_model(resolve_checkpoint(args.run), "cpu")
+
+    class Cond(torch.nn.Module):
+        def __init__(self, net, lab):
+            super().__init__()
+            self.net, self.lab, self.num_classes = net, lab, net.num_classes
+
+        def forward(self, x, t, y=None):
+            return self.net(x, t, y, augment_labels=self.lab.expand(len(x), -1).to(x.dtype))
+
+    k = len(model.class_names)
+    rows, names = [], []
+    for name, values in (("none", {}), ("x-flip", {0: 1.0}), ("rot90", {1: 1.0, 2: -1.0}), ("bright+0.4", {9: 0.4})):
+        lab = torch.zeros(1, AUG_DIM)
+        for i, v in values.items():
+            lab[0, i] = v
+        rows.append(generate_images(Cond(model.net, lab), model.cfg, torch.arange(k), list(range(k))))
+        names.append(name)
+    labelled_grid(torch.cat(rows), k, names).save(args.out)
+    print(f"conditioning → {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -187,6 +216,10 @@ def main() -> None:
     a.add_argument("--p", type=float, default=0.12)
     a.add_argument("--out", required=True)
     a.set_defaults(func=augment_demo)
+    c = sub.add_parser("conditioning")
+    c.add_argument("run")
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=conditioning)
     args = p.parse_args()
     args.func(args)
 
