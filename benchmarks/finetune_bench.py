@@ -183,6 +183,26 @@ def conditioning(args: argparse.Namespace) -> None:
     print(f"conditioning → {args.out}")
 
 
+def grids(args: argparse.Namespace) -> None:
+    """The runs' last sample grids side by side, each under its run's name."""
+    from PIL import Image, ImageDraw
+
+    pictures = []
+    for run in args.runs:
+        last = sorted((Path(run) / "samples").glob("step_*.png"))[-1]
+        pictures.append((Path(run).name, Image.open(last).convert("RGB")))
+    w = sum(p.width for _, p in pictures) + 12 * (len(pictures) - 1)
+    h = max(p.height for _, p in pictures) + 22
+    out = Image.new("RGB", (w, h), "white")
+    x = 0
+    for name, p in pictures:
+        out.paste(p, (x, 22))
+        ImageDraw.Draw(out).text((x + 4, 4), name.replace("mnist500-", ""), fill="black")
+        x += p.width + 12
+    out.save(args.out)
+    print(f"grids → {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -220,6 +240,10 @@ def main() -> None:
     c.add_argument("run")
     c.add_argument("--out", required=True)
     c.set_defaults(func=conditioning)
+    g = sub.add_parser("grids")
+    g.add_argument("runs", nargs="+")
+    g.add_argument("--out", required=True)
+    g.set_defaults(func=grids)
     args = p.parse_args()
     args.func(args)
 
