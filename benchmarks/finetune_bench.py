@@ -30,6 +30,8 @@ from largo.data import load_images, long_tailed, random_subset
 from largo.draw.plot import BLUE, GREEN, GREY, ORANGE, RED, Panel, Series, plot
 from largo.io import atomic_write_json
 from largo.sampling import load_model
+from largo.runtime import resolve_device
+from largo.train import DiffusionTask
 from largo.train.ema import EMA
 from largo.train.monitor import TrainingEval
 from largo.train.run import new_run_config
@@ -37,26 +39,34 @@ from largo.train.trainer import Trainer
 from largo.viz.curves import read_evals
 
 
+class ExtraEMATask(DiffusionTask):
+    """The diffusion task, plus fixed-decay EMAs of the network updated after every optimizer step (the TrainTask
+    hooks: no patching of the loop)."""
+
+    def __init__(self, cfg, device, decays):
+        super().__init__(cfg, device)
+        self.decays, self.extra = decays, {}
+
+    def setup(self, net, fused):
+        super().setup(net, fused)
+        self.net = net
+        self.extra = {d: EMA(net, d, warmup=True) for d in self.decays}
+
+    def after_step(self, step, dist):
+        super().after_step(step, dist)
+        for e in self.extra.values():
+            e.update(self.net)
+
+
 def train(args: argparse.Namespace) -> None:
     cfg = new_run_config(args.preset, overrides=None)
     cfg = set_fields(cfg, args.set).validate()
-    trainer = Trainer(cfg, Path(args.run_dir), progress=False)
-    extra = {d: EMA(trainer.net, d, warmup=True) for d in args.extra_ema}
-    if trainer.cfg.train.init_from:  # the extra EMAs start where the run's EMA does
-        for e in extra.values():
-            e.net.load_state_dict(trainer.ema.net.state_dict())
-    update = trainer.ema.update
-
-    def both(net):
-        update(net)
-        for e in extra.values():
-            e.update(net)
-
-    trainer.ema.update = both
+    task = ExtraEMATask(cfg, resolve_device(cfg.train.device), args.extra_ema)
+    trainer = Trainer(cfg, Path(args.run_dir), progress=False, task=task)
     t0 = time.time()
     summary = trainer.fit()
     meta = read_meta(latest_checkpoint(Path(args.run_dir)))
-    for d, e in extra.items():
+    for d, e in task.extra.items():
         out = Path(args.run_dir) / f"extra-ema-{d:g}"
         out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in e.net.state_dict().items()}, str(out / "ema.safetensors"))
