@@ -168,6 +168,8 @@ def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(t
     best = json.loads((full / "checkpoints" / "best" / "meta.json").read_text())["best"]
     assert best["metric"] == "fd" and best["value"] == min(e["fd"] for e in evals)
     assert latest_checkpoint(full).name == "step_00000006"
+    windows = [json.loads(ln) for ln in (full / "log.jsonl").read_text().splitlines() if '"loss"' in ln]
+    assert all(w["eta_min"] >= 0 for w in windows)  # the ETA, evaluations included, is logged
     assert sorted(p.name for p in (full / "phema").iterdir())[:2] == ["phema-00000002-0.050.safetensors",
                                                                       "phema-00000002-0.100.safetensors"]
     assert [e["step"] for e in (json.loads(ln) for ln in (part / "log.jsonl").read_text().splitlines())

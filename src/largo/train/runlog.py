@@ -79,11 +79,11 @@ class RunLog:
         elapsed = max(time.time() - self.t0, 1e-9)
         record = {"step": step, **fields, "loss": self.loss_sum / self.n,
                   "images_per_s": (step - self.step0) * self.images_per_step / elapsed, "time": time.time()}
-        write_log(self.file, record)
         left = {} if self.deadline == math.inf else {"min_left": f"{max(0.0, self.deadline - time.time()) / 60:.1f}"}
         if self.eval_every and self.deadline == math.inf:  # tqdm's own ETA knows nothing of the evaluations
             record["eta_min"] = round(self.eta_seconds(step, (step - self.step0) / elapsed) / 60, 2)
             left["eta_min"] = f"{record['eta_min']:.1f}"
+        write_log(self.file, record)
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}", **left)
         if self.writer:
             for k in self.SCALARS:
@@ -101,6 +101,7 @@ class RunLog:
     def evaluation(self, record: dict[str, Any]) -> None:
         """An in-training evaluation: log.jsonl, TensorBoard (eval/…) and the duration the ETA counts with."""
         self.eval_seconds = float(record.get("seconds", 0.0))
+        self.t0 += self.eval_seconds  # the window's images/s (and the ETA's step rate) count training time only
         if self.file is None and self.main:  # the run's last evaluation comes after the stream is closed
             with open(self.path, "a") as f:
                 write_log(f, record)
