@@ -44,6 +44,10 @@ VALUES: dict[str, list] = {
     "perceptual_net": ["classifier:fashion_mnist-32-critic"], "eta": [0.5], "cfg": [1.0],
     "image_channels": [2], "num_classes": [4], "input_size": [8], "p_uncond": [0.5], "keep": [1],
     "lr_warmup": [1, 2],
+    # issue 24: fine-tuning from a model of another resolution is refused; an evaluation every step, on 20 samples,
+    # writes eval records and checkpoints/best; the evaluation's other fields are refused without it
+    "init_from": ["fashion_mnist-28-cpu"], "eval_every": [1], "eval_n": [20], "best_metric": ["accuracy", "recall"],
+    "eval_classifier": ["fashion_mnist-32"], "augment": [0.5], "augment_dim": [12],
     # "auto" resolves, per machine, to one of the others (on a CPU without bf16 units it is the base's fp32)
     "precision": ["bf16", "fp16"], "sample_precision": ["bf16"],
 }
@@ -124,7 +128,9 @@ def _fingerprint(cfg, run: Path) -> str:
     weights = [_tensors_digest(f) for f in sorted(last.glob("*.safetensors"))]
     log = [(r.get("step"), r.get("event")) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
     grids = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()[:16]) for p in sorted((run / "samples").glob("*"))]
-    return json.dumps([built, ckpts, weights, log, grids, summary["step"], summary["stop_reason"]])
+    # what else a run writes: post-hoc EMA snapshots (phema_every), the best checkpoint (eval_every)
+    extra = sorted(p.name for p in (run / "phema").glob("*")) + sorted(p.name for p in (run / "checkpoints").glob("b*"))
+    return json.dumps([built, ckpts, weights, log, grids, summary["step"], summary["stop_reason"], extra])
 
 
 def _sections(kind: str) -> dict[str, type]:

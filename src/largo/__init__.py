@@ -33,6 +33,7 @@ _EXPORTS = {
     "PRESETS": "largo.config",
     "train": "largo.train",
     "Trainer": "largo.train",
+    "post_hoc_ema": "largo.train",
     "EvalSettings": "largo.evaluation",
     "evaluate_images": "largo.evaluation",
     "evaluate_folder": "largo.evaluation",

@@ -81,6 +81,31 @@ def save_checkpoint(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module
 
 
 CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt", "meta.json")
+BEST = "best"  # checkpoints/best: the best checkpoint by the in-training evaluation (never pruned, never `latest`)
+
+
+def save_best(run_dir: Path, step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any],
+              cfg: SectionedConfig, class_names: list[str], meta: dict[str, Any]) -> Path:
+    """Write checkpoints/best completely under a temporary name, then swap it in: at any moment `best` is either
+    the previous best or the new one, whole."""
+    root = run_dir / "checkpoints"
+    final, tmp, old = root / BEST, root / f".{BEST}.tmp-{os.getpid()}", root / f".{BEST}.old-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for f, data in _checkpoint_bytes(step, net, ema_net, state, cfg, class_names, meta).items():
+            _write_synced(tmp / f, data)
+        fsync_dir(tmp)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(root)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(final, e, "") from e
+    return final
 
 
 def _checkpoint_bytes(step: int, net: nn.Module, ema_net: nn.Module, state: dict[str, Any], cfg: SectionedConfig,

@@ -16,7 +16,7 @@ RANGES: dict[object, tuple[float, float]] = {
     "every": (1, 100_000), "frames": (1, 10_000), "timesteps": (2, 100_000), "n_images": (1, 1000), "bins": (2, 256),
     "smoothing": (0, 0.999), "minutes": (0.01, 100_000), "per_class": (1, 10_000), "check_per_class": (1, 10_000),
     "epochs": (1, 10_000), "lr": (1e-8, 10), "limit": (0, 100_000_000), "test_limit": (0, 100_000_000),
-    "port": (1, 65_535), "strength": (0, 1), ("edit interpolate", "frames"): (2, 64),
+    "port": (1, 65_535), "strength": (0, 1), ("edit interpolate", "frames"): (2, 64), "ema_length": (0.001, 0.28),
     ("eval", "n"): (2, 1_000_000), ("autoencoder eval", "n"): (0, 10_000_000),
 }
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from largo.config.choices import RECONSTRUCTION_LOSSES
+from largo.config.checks import check_diffusion_only
 from largo.config.run import DataConfig, SectionedConfig, TrainConfig, _check, check_data, check_train
 from largo.errors import LargoError
 
@@ -110,6 +111,7 @@ class AutoencoderRunConfig(SectionedConfig):
         self.check_finite()
         check_data(self.data)
         check_train(self.train)
+        check_diffusion_only(self.train)
         _check(not self.data.autoencoder, "an autoencoder run trains on pixels: drop --autoencoder")
         self.autoencoder.validate()
         self.loss.validate()

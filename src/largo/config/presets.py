@@ -86,6 +86,15 @@ PRESETS["flowers128-latent"] = {
     "sample": {"clip_x0": False},
 }
 
+# Fine-tuning a released model or a run on your own (small) dataset: `largo train --preset finetune --init-from NAME
+# --dataset folder:PATH`. The network, the diffusion process and the resolution come from the --init-from model;
+# this preset holds the training defaults (docs/FINETUNE.md): a fifth of the demo's LR after a short warm-up (the
+# weights are already good; a full LR first undoes them), the demo's EMA, batch 32, a 5-minute CPU budget.
+PRESETS["finetune"] = {
+    "train": {"batch_size": 32, "lr": 2e-4, "lr_warmup": 200, "ema_decay": 0.999, "max_minutes": 5.0,
+              "steps": 100_000, "checkpoint_every": 500, "log_every": 50},
+}
+
 # Autoencoders (`largo autoencoder train --preset …`).
 AUTOENCODER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "ae-flowers128": {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from largo.config.checks import check_sampling
+from largo.config.checks import check_edm, check_sampling, check_small_data
 from largo.config.choices import (CLASS_EMBEDDINGS, LATENT_NORMS, PRECISIONS, PREDICTIONS, SCHEDULES, UPSAMPLES,
                                   WEIGHTINGS)
 from largo.errors import LargoError
@@ -39,6 +39,9 @@ class DataConfig:
     # AutoencoderKL folder) instead of on pixels; "" = pixels.
     autoencoder: str = ""
     latent_norm: str = "std"  # latents are scaled by 1/std over all channels ("std", LDM) or per channel ("channel")
+    # Non-leaking augmentation (EDM/ADA, data/augment.py): each transform applies with this probability and its
+    # parameters condition the network; sampling passes "none" (zeros). 0 = off.
+    augment: float = 0.0
 
 
 @dataclass
@@ -53,14 +56,14 @@ class ModelConfig:
     # MLP mixes them); "add" = a class embedding of the block-embedding width added after the time MLP (ADM,
     # diffusers' UNet2DModel).
     class_embedding: str = "concat"
-    # The decoder's ×2 upsampling: "nearest_conv" = nearest neighbour, then a 3×3 convolution at the new size (DDPM,
-    # LARGO); "transposed" = a 2×2 stride-2 transposed convolution, 9× fewer multiply-adds (at 28×28 the
-    # nearest_conv upsample is 16 % of the demo U-Net's convolution work).
+    # The decoder's ×2: "nearest_conv" = nearest neighbour + 3×3 conv (DDPM, LARGO); "transposed" = a 2×2 stride-2
+    # transposed conv, 9× fewer multiply-adds (nearest_conv is 16 % of the demo U-Net's convolution work)
     upsample: str = "nearest_conv"
     # Filled from the dataset when a run starts; recorded so a checkpoint rebuilds its network alone.
     image_channels: int = 0  # what the U-Net sees: image channels, or latent channels
     num_classes: int = 0
     input_size: int = 0  # the side of what the U-Net sees: the resolution, or resolution / f for latents (0: resolution)
+    augment_dim: int = 0  # width of the augmentation conditioning (filled: data/augment.py's AUG_DIM when augment > 0)
 
 
 @dataclass
@@ -116,6 +119,12 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep: int = 2  # checkpoints kept on disk
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    init_from: str = ""  # fine-tune: start from a released name, a run or a checkpoint (weights and EMA)
+    eval_every: int = 0  # steps between in-training evaluations (accuracy, FD, recall, memorisation); 0 = none
+    eval_n: int = 500  # seeded samples per in-training evaluation
+    best_metric: str = "fd"  # the in-training evaluation's number that picks checkpoints/best (fd | accuracy | recall)
+    eval_classifier: str = ""  # the judge of in-training evaluations ("" = the shipped one for the dataset)
+    phema_every: int = 0  # steps between post-hoc EMA snapshots (EDM2; `largo ema RUN --length …`); 0 = none
 
 
 @dataclass
@@ -201,6 +210,7 @@ class RunConfig(SectionedConfig):
         self.check_finite()
         check_data(data)
         check_train(t)
+        check_small_data(self, strict)
         _check(m.image_channels >= 0 and m.num_classes >= 0, "image_channels and num_classes must be >= 0")
         _check(m.base_channels > 0 and m.base_channels % 32 == 0,
                f"base_channels must be a positive multiple of 32 (GroupNorm uses 32 groups), got {m.base_channels}")
@@ -237,29 +247,6 @@ class RunConfig(SectionedConfig):
         check_sampling(dataclasses.asdict(s), dif.timesteps, prefix="config: ")
         _check(s.grid_per_class >= 1, "grid_per_class must be >= 1")
         return self
-
-
-def check_edm(dif: DiffusionConfig, strict: bool = True) -> None:
-    """EDM's settings take effect only with prediction edm, the σ range only with the karras schedule: refuse
-    them elsewhere rather than accept a value that changes nothing (strict=False: only what breaks a run)."""
-    edm, default = dif.prediction == "edm", DiffusionConfig()
-    _check(dif.sigma_data > 0 and dif.p_std > 0, "sigma_data and p_std must be > 0")
-    _check(0 < dif.sigma_min < dif.sigma_max, "the karras schedule needs 0 < sigma_min < sigma_max")
-    for name in ("sigma_data", "p_mean", "p_std") if strict else ():
-        _check(edm or getattr(dif, name) == getattr(default, name),
-               f"{name} applies to prediction 'edm' only (this run predicts {dif.prediction!r})")
-    for name in ("sigma_min", "sigma_max") if strict else ():
-        _check(dif.schedule == "karras" or getattr(dif, name) == getattr(default, name),
-               f"{name} applies to the karras schedule only (this run's schedule is {dif.schedule!r})")
-    if edm:
-        _check(dif.loss_weighting in ("uniform", "uncertainty"),
-               f"loss_weighting {dif.loss_weighting!r} does not apply to prediction 'edm'; valid: uniform (EDM's "
-               "λ(σ)), uncertainty (EDM2's learned weighting)")
-        _check(not dif.zero_terminal_snr, "zero_terminal_snr does not apply to prediction 'edm' (σ stays finite)")
-    else:
-        _check(dif.loss_weighting != "uncertainty", "loss_weighting 'uncertainty' needs prediction 'edm'")
-    _check(not (dif.zero_terminal_snr and dif.schedule == "karras"),
-           "zero_terminal_snr does not apply to the karras schedule (its largest σ is sigma_max)")
 
 
 def check_data(data: DataConfig) -> None:
@@ -340,7 +327,7 @@ def check_train(t: TrainConfig) -> None:
 
 
 # What a run fills in from its dataset (and autoencoder) when it starts: a flag or override cannot set them.
-FILLED_FIELDS = ("image_channels", "num_classes", "input_size")
+FILLED_FIELDS = ("image_channels", "num_classes", "input_size", "augment_dim")
 FIXED_SPLITS = ("fashion_mnist", "fashionmnist", "mnist", "cifar10")
 CONTINUOUS_SAMPLERS = ("euler", "heun")  # Karras sigmas: no timestep spacing
 

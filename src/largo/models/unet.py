@@ -36,6 +36,16 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+def _augment_map(augment_dim: int, emb_dim: int) -> nn.Linear:
+    """Non-leaking augmentation (data/augment.py): its parameters enter the block embedding through a linear map
+    without bias, so "no augmentation" (zeros, as sampling passes) adds exactly nothing. Initialised N(0, 1), like
+    the class rows beside it: zero-initialised, it stayed too small to be used in 800 steps and the transforms
+    leaked into the samples (docs/FINETUNE.md)."""
+    layer = nn.Linear(augment_dim, emb_dim, bias=False)
+    nn.init.normal_(layer.weight)
+    return layer
+
+
 class ResBlock(nn.Module):
     """GN→SiLU→Conv3×3 → + projected embedding → GN→SiLU→Dropout→Conv3×3, with a 1×1 skip when widths differ."""
 
@@ -150,6 +160,8 @@ class UNet(nn.Module):
                             if cfg.num_classes > 0 else None)
         in_emb = 2 * ch if self.class_embed is not None and concat else ch
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.augment_dim = cfg.augment_dim
+        self.augment_embed = _augment_map(cfg.augment_dim, emb_dim) if cfg.augment_dim else None
 
         def attn(width: int, res: int) -> nn.Module:
             return AttentionBlock(width, cfg.num_heads) if res in cfg.attention_resolutions else nn.Identity()
@@ -191,20 +203,26 @@ class UNet(nn.Module):
                 res *= 2
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
 
-    def embed(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None, augment_labels: torch.Tensor | None = None
+              ) -> torch.Tensor:
         emb = timestep_embedding(t, self.base_channels).to(self.embed_mlp[0].weight.dtype)  # e.g. a float64 net
         if self.class_embed is None:
-            return self.embed_mlp(emb)
-        if y is None:
-            y = torch.full_like(t, self.num_classes, dtype=torch.long)
-        # float y (B, num_classes + 1): weights over the class rows and the null row, mixed (class interpolation)
-        c = y.to(self.class_embed.weight.dtype) @ self.class_embed.weight if y.is_floating_point() else self.class_embed(y)
-        if self.class_embedding == "add":
-            return self.embed_mlp(emb) + c
-        return self.embed_mlp(torch.cat([emb, c], dim=-1))
+            out = self.embed_mlp(emb)
+        else:
+            if y is None:
+                y = torch.full_like(t, self.num_classes, dtype=torch.long)
+            # float y (B, num_classes + 1): weights over the class rows and the null row, mixed (class interpolation)
+            c = (y.to(self.class_embed.weight.dtype) @ self.class_embed.weight if y.is_floating_point()
+                 else self.class_embed(y))
+            out = self.embed_mlp(emb) + c if self.class_embedding == "add" else self.embed_mlp(torch.cat([emb, c], dim=-1))
+        if augment_labels is not None and self.augment_embed is not None:
+            out = out + self.augment_embed(augment_labels.to(out.dtype))
+        return out
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.embed(t.to(x.device), y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """`augment_labels` (B, augment_dim): the augmentation applied to x in training; None (sampling) = none."""
+        emb = self.embed(t.to(x.device), y, augment_labels)
         h = self.input_conv(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample):

@@ -14,17 +14,31 @@ from largo.autoencoder.latents import LatentSpace, encode_dataset, fit_latent_sp
 from largo.autoencoder.load import load_autoencoder
 from largo.config import RunConfig
 from largo.data import ImageSet
+from largo.data.augment import AUG_DIM, augment
 from largo.diffusion.edm import UncertaintyWeight
 from largo.diffusion.loss import diffusion_loss
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.models import build_unet
-from largo.runtime import DistInfo
+from largo.runtime import DistInfo, model_num_classes
 from largo.runtime.distributed import all_reduce_mean
 from largo.sampling import class_grid
 from largo.train.auxiliary import AuxiliaryLoss
 from largo.train.perceptual import load_feature_net
 from largo.train.task import TrainTask
+
+
+AUGMENT_SEED_OFFSET = 24_000_001  # the augmentation generator's seed is the run's seed plus this
+
+
+class Augmented:
+    """The network called with this micro-batch's augmentation parameters (what the loss calls as `net(x, t, y)`)."""
+
+    def __init__(self, model_fn: nn.Module, labels: torch.Tensor, num_classes: int):
+        self.model_fn, self.labels, self.num_classes = model_fn, labels, num_classes
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model_fn(x, t, y, augment_labels=self.labels)
 
 
 class DiffusionTask(TrainTask):
@@ -42,13 +56,16 @@ class DiffusionTask(TrainTask):
         self.uncertainty: UncertaintyWeight | None = None
         self.uncertainty_opt: torch.optim.Optimizer | None = None
         self._grad_step = -1
+        # Non-leaking augmentation draws from its own generator, saved with each checkpoint (exact resume).
+        self.augment_rng = torch.Generator().manual_seed(cfg.train.seed + AUGMENT_SEED_OFFSET)
 
     def prepare(self, data: ImageSet) -> tuple[ImageSet, torch.Tensor | None]:
         """The training set the stream draws from (images, or normalised latents and their mirror images); fills
         the model config with what the network sees."""
         cfg = self.cfg
         if not cfg.data.autoencoder:
-            self._fill(image_channels=data.channels, num_classes=data.num_classes, input_size=cfg.data.resolution)
+            self._fill(image_channels=data.channels, num_classes=data.num_classes, input_size=cfg.data.resolution,
+                       augment_dim=AUG_DIM if cfg.data.augment else 0)
             return data, None
         ae = load_autoencoder(cfg.data.autoencoder, self.device)
         d = cfg.data
@@ -94,6 +111,9 @@ class DiffusionTask(TrainTask):
         if self.uncertainty_opt is not None and step != self._grad_step:  # first micro-batch of this step
             self.uncertainty_opt.zero_grad(set_to_none=True)
             self._grad_step = step
+        if self.cfg.data.augment:
+            x, labels = augment(x, self.cfg.data.augment, self.augment_rng, shard)
+            model_fn = Augmented(model_fn, labels, model_num_classes(net))
         if self.auxiliary is None:
             return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard,
                                   uncertainty=self.uncertainty)
@@ -135,11 +155,17 @@ class DiffusionTask(TrainTask):
             raise LargoError("cannot resume: the latent normalisation differs from the checkpoint's")
 
     def state_dict(self) -> dict:
+        state = {"augment_rng": self.augment_rng.get_state()} if self.cfg.data.augment else {}
         if self.uncertainty is None:
-            return {}
-        return {"uncertainty": self.uncertainty.state_dict(), "uncertainty_opt": self.uncertainty_opt.state_dict()}
+            return state
+        return {**state, "uncertainty": self.uncertainty.state_dict(),
+                "uncertainty_opt": self.uncertainty_opt.state_dict()}
 
     def load_state_dict(self, state: dict | None) -> None:
+        if self.cfg.data.augment:
+            if not state or "augment_rng" not in state:
+                raise LargoError("cannot resume: the checkpoint has no augmentation generator state (data augment)")
+            self.augment_rng.set_state(state["augment_rng"])
         if self.uncertainty is None:
             return
         if not state or "uncertainty" not in state:

@@ -10,6 +10,7 @@ from typing import Any
 from largo.config import AutoencoderRunConfig, RunConfig, SectionedConfig, check_overrides, field_sections, preset_config, with_overrides
 from largo.errors import LargoError
 from largo.runtime import describe_precision
+from largo.train.finetune import adopt_source
 from largo.train.trainer import Trainer
 
 RESUMABLE_SECTIONS = ("train", "sample")  # autoencoder runs: "train"  # what may change when a run continues; data/model/diffusion are fixed
@@ -22,7 +23,10 @@ def new_run_config(preset: str | None = None, config: str | Path | None = None,
     if preset and config:
         raise LargoError("give a preset or a config file, not both")
     cfg = config_cls.load(config) if config else (preset_config(preset, config_cls) if preset else config_cls())
-    return with_overrides(cfg, check_overrides(overrides or {}, "config", config_cls=config_cls)).validate()
+    cfg = with_overrides(cfg, check_overrides(overrides or {}, "config", config_cls=config_cls))
+    if isinstance(cfg, RunConfig) and cfg.train.init_from:  # the network, diffusion and resolution of the source
+        cfg = adopt_source(cfg, cfg.train.init_from, explicit=set(overrides or {}))
+    return cfg.validate()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None,
@@ -56,10 +60,17 @@ def default_run_dir(cfg: SectionedConfig) -> Path:
 
 
 def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], Any] | None = None) -> dict[str, Any]:
+          log: Callable[[str], Any] | None = None, init_from: str | Path | None = None) -> dict[str, Any]:
     """Train `cfg` (a `RunConfig`: a diffusion model; an `AutoencoderRunConfig`: an autoencoder) into `run_dir`
-    (default runs/<preset or dataset>-<time>), or continue the run there with `resume=True`. Returns the summary:
+    (default runs/<preset or dataset>-<time>), or continue the run there with `resume=True`. `init_from` (a
+    released name, a run or a checkpoint) fine-tunes it: the network, diffusion process and resolution become the
+    source's and training starts from its weights and EMA (see `largo.train.finetune`). Returns the summary:
     step, stop_reason, checkpoint, grid, minutes, parameters."""
+    if init_from is not None and resume:
+        raise LargoError("init_from starts a new run; a resumed run continues from its own checkpoint")
+    spec = str(init_from) if init_from is not None else getattr(cfg.train, "init_from", "")
+    if spec and not resume and isinstance(cfg, RunConfig):
+        cfg = adopt_source(cfg, spec)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     if not resume and ((run_dir / "checkpoints").exists() or (run_dir / "config.json").exists()):
         raise LargoError(f"run directory {run_dir} already holds a run; use --resume {run_dir} to continue "
@@ -70,4 +81,8 @@ def train(cfg: SectionedConfig, run_dir: str | Path | None = None, *, resume: bo
         log(f"training {what}{cfg.data.dataset} at {cfg.data.resolution}px on {trainer.device} ({describe_precision(trainer.amp_dtype, trainer.device)}), "
             f"{sum(p.numel() for p in trainer.net.parameters()) / 1e6:.2f} M parameters, step {trainer.step} → "
             f"{trainer.total_steps}; run: {run_dir}")
+        if trainer.init_event:
+            e = trainer.init_event
+            log(f"fine-tuning {e['source']} (step {e['source_step']}): classes kept {len(e.get('kept', []))}, new "
+                f"{len(e.get('new', []))} (mean + spread of the source's rows), dropped {len(e.get('dropped', []))}")
     return trainer.fit()

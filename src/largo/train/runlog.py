@@ -47,11 +47,15 @@ class RunLog:
 
     SCALARS = ("loss", "lr", "grad_norm", "images_per_s")
 
+    EVAL_SCALARS = ("accuracy", "fd", "precision", "recall", "memorised", "nn_ratio", "seconds")
+
     def __init__(self, run_dir: Path, main: bool, progress: bool, total: int, step: int, deadline: float,
-                 images_per_step: int):
+                 images_per_step: int, eval_every: int = 0):
         self.main, self.deadline, self.images_per_step = main, deadline, images_per_step
+        self.total, self.eval_every, self.eval_seconds = total, eval_every, 0.0
         self.writer = tensorboard_writer(run_dir) if main else None
-        self.file = open(run_dir / "log.jsonl", "a") if main else None
+        self.path = run_dir / "log.jsonl"
+        self.file = open(self.path, "a") if main else None
         # With a time budget the step count is not what stops the run, so the bar shows no step total (whose ETA
         # would mislead) and the postfix shows the minutes left instead.
         self.bar = progress_bar(total if deadline == math.inf else None, step, progress and main)
@@ -75,8 +79,11 @@ class RunLog:
         elapsed = max(time.time() - self.t0, 1e-9)
         record = {"step": step, **fields, "loss": self.loss_sum / self.n,
                   "images_per_s": (step - self.step0) * self.images_per_step / elapsed, "time": time.time()}
-        write_log(self.file, record)
         left = {} if self.deadline == math.inf else {"min_left": f"{max(0.0, self.deadline - time.time()) / 60:.1f}"}
+        if self.eval_every and self.deadline == math.inf:  # tqdm's own ETA knows nothing of the evaluations
+            record["eta_min"] = round(self.eta_seconds(step, (step - self.step0) / elapsed) / 60, 2)
+            left["eta_min"] = f"{record['eta_min']:.1f}"
+        write_log(self.file, record)
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}", **left)
         if self.writer:
             for k in self.SCALARS:
@@ -84,6 +91,26 @@ class RunLog:
                     self.writer.add_scalar(f"train/{k}", record[k], step)
         self._open_window(step)
         return record
+
+    def eta_seconds(self, step: int, steps_per_s: float) -> float:
+        """Seconds until the step count is reached: the steps left at the current rate plus the evaluations left at
+        the last one's duration (a time budget's minutes left already include them)."""
+        evals_left = self.total // self.eval_every - step // self.eval_every if self.eval_every else 0
+        return (self.total - step) / max(steps_per_s, 1e-9) + evals_left * self.eval_seconds
+
+    def evaluation(self, record: dict[str, Any]) -> None:
+        """An in-training evaluation: log.jsonl, TensorBoard (eval/…) and the duration the ETA counts with."""
+        self.eval_seconds = float(record.get("seconds", 0.0))
+        self.t0 += self.eval_seconds  # the window's images/s (and the ETA's step rate) count training time only
+        if self.file is None and self.main:  # the run's last evaluation comes after the stream is closed
+            with open(self.path, "a") as f:
+                write_log(f, record)
+        else:
+            write_log(self.file, record)
+        if self.writer:
+            for k in self.EVAL_SCALARS:
+                if isinstance(record.get(k), (int, float)):
+                    self.writer.add_scalar(f"eval/{k}", record[k], record["step"])
 
     def close_stream(self) -> None:
         """Close the bar and log.jsonl (TensorBoard stays open for the final sample grid)."""

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from largo.checkpoint import latest_checkpoint, load_state, load_weights, read_meta, save_checkpoint, write_config
+from largo.checkpoint import (latest_checkpoint, load_state, load_weights, read_meta, save_best, save_checkpoint,
+                              write_config)
 from largo.config import AutoencoderRunConfig, RunConfig
 from largo.data import BatchStream, ImageSet, load_images, long_tailed, random_subset
 from largo.errors import LargoError
@@ -34,6 +35,9 @@ from largo.runtime.distributed import all_reduce_mean, barrier, init_distributed
 from largo.train.autoencoder_task import AutoencoderTask
 from largo.train.diffusion_task import DiffusionTask
 from largo.train.ema import EMA
+from largo.train.finetune import init_from
+from largo.train.monitor import TrainingEval
+from largo.train.phema import PowerEMA
 from largo.train.rng import rng_state, set_rng_state
 from largo.train.schedule import LRSchedule
 from largo.train.runlog import RunLog, log_step
@@ -80,6 +84,13 @@ class Trainer:
         if t.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.ema = EMA(self.net, t.ema_decay, t.ema_warmup, t.ema_power)
+        # fine-tuning: the source's weights and EMA, its class-embedding rows remapped to this dataset's classes
+        self.init_event = init_event = (init_from(self.net, self.ema.net, cfg, self.class_names)
+                                        if t.init_from and not resume else None)
+        self.phema = PowerEMA(self.net) if t.phema_every else None
+        self.evaluator = (TrainingEval(cfg, data, self.device, getattr(self.task, "latent", None))
+                          if t.eval_every and self.dist.is_main else None)
+        self.t_start, self.elapsed_before = time.time(), 0.0  # seconds the run trained (and evaluated) before this process, for the eval log
         fused = self.device.type == "cuda"
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                      weight_decay=t.weight_decay, fused=fused, foreach=None if fused else True)
@@ -99,9 +110,10 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, cfg)
-            if self.task.cache_event and not resume:
+            events = [{"step": 0, **self.task.cache_event}] if self.task.cache_event else []
+            if not resume and (events or init_event):
                 with open(self.run_dir / "log.jsonl", "a") as f:
-                    f.write(json.dumps({"step": 0, **self.task.cache_event}) + "\n")
+                    f.writelines(json.dumps(e) + "\n" for e in events + ([init_event] if init_event else []))
 
     def _wrap(self, net: torch.nn.Module) -> torch.nn.Module:
         if self.cfg.train.compile:
@@ -125,7 +137,9 @@ class Trainer:
         return {"step": self.step, "optimizer": self.opt.state_dict(), "ema_updates": self.ema.updates,
                 "stream": self.stream.state_dict(), "rng": rng_state(), "bad_steps_total": self.bad_steps_total,
                 "scaler": self.scaler.state_dict() if self.scaler else None, "task": self.task.state_dict(),
-                "lr_horizon": self.schedule.horizon}
+                "lr_horizon": self.schedule.horizon, "elapsed_s": self.elapsed_before + time.time() - self.t_start,
+                **({"phema": self.phema.state_dict()} if self.phema else {}),
+                **({"best": self.evaluator.best} if self.evaluator and self.evaluator.best else {})}
 
     def save(self) -> Path | None:
         if not self.dist.is_main:
@@ -161,6 +175,11 @@ class Trainer:
             self.ema.updates = int(state["ema_updates"])
             self.bad_steps_total = int(state.get("bad_steps_total", 0))
             self.task.load_state_dict(state.get("task"))
+            if self.phema:
+                self.phema.load_state_dict(state.get("phema"))
+            if self.evaluator:
+                self.evaluator.best = state.get("best")
+            self.elapsed_before = float(state.get("elapsed_s", 0.0))
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise LargoError(f"training state in {ckpt} does not match this run ({type(e).__name__}: {e})") from None
         self._truncate_log(self.step)
@@ -212,6 +231,8 @@ class Trainer:
         else:
             self.opt.step()
         self.ema.update(self.net)
+        if self.phema:
+            self.phema.update(self.net, self.step + 1)
         self.task.after_step(self.step, self.dist)
         self.step += 1
         return loss_value, norm_value, stop
@@ -220,10 +241,10 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until the step count, the time budget or a signal stops the run; checkpoint and draw a grid."""
         t = self.cfg.train
-        start_time = time.time()
+        start_time = self.t_start = time.time()
         deadline = start_time + 60 * t.max_minutes if t.max_minutes > 0 else math.inf
         log = RunLog(self.run_dir, self.dist.is_main, self.progress, self.total_steps, self.step, deadline,
-                     t.batch_size * t.grad_accum)
+                     t.batch_size * t.grad_accum, t.eval_every)
         handlers = _install_signal_handlers(self)
         self.schedule.start_budget(self.step, deadline)
         try:
@@ -233,6 +254,7 @@ class Trainer:
             _restore_signal_handlers(handlers)
         # a run that ends on a checkpoint step has just written it: nothing changed since, so it is not written twice
         ckpt = self._saved[1] if self._saved and self._saved[0] == self.step else self.save()
+        self._periodic(log, final=True)
         grid = self.sample_grid(log.writer) if self.dist.is_main else None
         log.close()
         barrier(self.dist)  # the other ranks wait for rank 0's checkpoint and grid (30-min timeout)
@@ -270,9 +292,30 @@ class Trainer:
                 return "time budget" if out_of_time and not self.stop_requested else "signal"
             if self.step % t.checkpoint_every == 0:
                 self.save()
+            self._periodic(log)
             if t.sample_every and self.step % t.sample_every == 0 and self.dist.is_main:
                 self.sample_grid(log.writer)
         return "steps"
+
+    def _periodic(self, log: RunLog, final: bool = False) -> None:
+        """Post-hoc EMA snapshots and in-training evaluations, every `phema_every` / `eval_every` steps, and once
+        more at the end of the run when its last step is not one of those."""
+        t = self.cfg.train
+        if self.phema and self.dist.is_main and self.step and (self.step % t.phema_every == 0 or final):
+            self.phema.snapshot(self.run_dir, self.step)
+        if self.evaluator and self.step and (self.step % t.eval_every == 0 or final) and \
+                self.evaluator.last_step != self.step:
+            self.evaluate(log)
+
+    def evaluate(self, log: RunLog) -> dict:
+        """Score the EMA network (train/monitor.py), log it, and keep checkpoints/best when it is the best yet."""
+        record = self.evaluator(self.ema.net, self.step)
+        record["minutes"] = round((self.elapsed_before + time.time() - self.t_start) / 60, 3)
+        log.evaluation(record)
+        if self.evaluator.improved(record):
+            save_best(self.run_dir, self.step, self.net, self.ema.net, self._state(), self.cfg, self.class_names,
+                      {**self.task.meta(), "best": self.evaluator.best, "eval": record})
+        return record
 
     def sample_grid(self, writer: Any = None) -> Path:
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"

@@ -66,3 +66,41 @@ def curves_image(run_dir: str | Path, smoothing: float = 0.9) -> Image.Image:
                      y_from_zero=True)
     width, height = CURVES_SIZE
     return plot([loss_panel, lr_panel], panel_size=(width // 2, height))
+
+
+# -- in-training evaluation (`--eval-every N`) -------------------------------------------------------------------
+EVAL_PANELS = (("accuracy", "classifier accuracy of samples", False), ("fd", "Fréchet distance (classifier)", False),
+               ("recall", "recall (k = 3)", True), ("memorised", "memorised (share < held-out 1st pct.)", True))
+
+
+def read_evals(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The in-training evaluation records of RUN_DIR/log.jsonl (`"event": "eval"`), one per step, by step."""
+    path = Path(run_dir) / "log.jsonl"
+    records: dict[int, dict[str, Any]] = {}
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("event") == "eval" and isinstance(rec.get("step"), int):
+            records[rec["step"]] = rec
+    return [records[k] for k in sorted(records)]
+
+
+def eval_curves_image(run_dir: str | Path, x: str = "step") -> Image.Image | None:
+    """Accuracy, FD, recall and memorisation of the in-training evaluations against `x` ("step" or "minutes",
+    the run's wall-clock minutes, evaluations included); None when the run has none."""
+    recs = read_evals(run_dir)
+    if not recs:
+        return None
+    xs = [float(r.get(x, r["step"])) for r in recs]
+    panels = []
+    for key, title, from_zero in EVAL_PANELS:
+        ys = [float(r[key]) if isinstance(r.get(key), (int, float)) else math.nan for r in recs]
+        if all(math.isnan(v) for v in ys):
+            continue
+        best = [f"last {ys[-1]:.4g}"] if math.isfinite(ys[-1]) else []
+        panels.append(Panel(title, [Series(xs, ys, color=BLUE, width=2.0)], xlabel=x, ylabel=key,
+                            y_from_zero=from_zero, notes=best))
+    width, height = CURVES_SIZE
+    return plot(panels, panel_size=(width // 2, height)) if panels else None

@@ -26,11 +26,11 @@ from largo.errors import LargoError
 from largo.io import atomic_save_image, atomic_write_text
 from largo.sampling import LoadedModel, SamplingOptions, class_grid, grid_classes, load_model, parse_classes
 from largo.version import __version__
-from largo.viz.curves import curves_image, read_log
+from largo.viz.curves import curves_image, eval_curves_image, read_evals, read_log
 from largo.viz.sampling import trajectory_strip
 
 MAX_JSON_BYTES = 5_000_000
-SKIP_DIRS = ("checkpoints", "report")  # checkpoint meta.json is not a metric; report/ is our own output
+SKIP_DIRS = ("checkpoints", "report", "phema")  # checkpoint meta.json is not a metric (phema/ema-*: rebuilt EMAs)
 
 
 # -- metrics files ---------------------------------------------------------------------------------
@@ -175,6 +175,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, per_
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     pictures: dict[str, Image.Image] = {"curves": curves_image(run_dir)}
+    evals = eval_curves_image(run_dir)
+    if evals is not None:
+        pictures["evaluation"] = evals
     pictures["samples"] = class_grid(model.net, model.cfg, model.class_names, per_class=per_class, classes=classes,
                                      seed=seed, device=device, options=options, latent=model.latent)
     with torch.no_grad():
@@ -200,6 +203,24 @@ def _metrics_html(run_dir: Path) -> str:
         for rel, data in metrics)
 
 
+def _evaluation_html(run_dir: Path, pictures: dict[str, Image.Image]) -> str:
+    """The in-training evaluations (`--eval-every N`): curves, the last record and checkpoints/best."""
+    if "evaluation" not in pictures:
+        return ""
+    last = read_evals(run_dir)[-1]
+    best_meta = run_dir / "checkpoints" / "best" / "meta.json"
+    best = json.loads(best_meta.read_text()).get("best") if best_meta.is_file() else None
+    best_html = (f"<p>checkpoints/best: step {best['step']}, {html.escape(best['metric'])} = "
+                 f"{value_html(best['value'])}</p>" if best else '<p class="muted">no checkpoints/best (no judge)</p>')
+    shown = [(k, v) for k, v in last.items() if k != "event"]
+    return f"""<section id="evaluation"><h2>In-training evaluation</h2>
+{_figure(pictures["evaluation"], "accuracy, FD, recall and memorisation against step",
+         f"log.jsonl eval records: {last.get('n', '?')} seeded samples per evaluation (image i from seed i), scored "
+         "by the domain classifier against the held-out split; memorised = share of samples nearer a training "
+         "image than the held-out images' 1st percentile (pixels).")}
+{best_html}{table_html(shown)}</section>"""
+
+
 def _page(run_dir: Path, model: LoadedModel, records: list[dict], pictures: dict[str, Image.Image], per_class: int,
           seed: int, sampling: str, trajectory_class: int) -> str:
     """The HTML of the report (every image embedded)."""
@@ -223,7 +244,7 @@ def _page(run_dir: Path, model: LoadedModel, records: list[dict], pictures: dict
 <header><h1>largo report · {html.escape(name)}</h1>
 <p>{html.escape(cfg.data.dataset)} at {cfg.data.resolution}×{cfg.data.resolution}, {len(class_names)} classes ·
 checkpoint step {model.meta.get("step", "?")} · generated {html.escape(now)} by largo {__version__}</p></header>
-<nav><a href="#config">Config</a><a href="#curves">Training curves</a><a href="#samples">Samples</a>
+<nav><a href="#config">Config</a><a href="#curves">Training curves</a><a href="#evaluation">Evaluation</a><a href="#samples">Samples</a>
 <a href="#trajectory">Trajectory</a><a href="#metrics">Metrics</a></nav>
 <main>
 <section id="config"><h2>Config</h2><div class="config">{config_html}</div></section>
@@ -231,6 +252,7 @@ checkpoint step {model.meta.get("step", "?")} · generated {html.escape(now)} by
 {_figure(pictures["curves"], "training loss and learning rate", "log.jsonl: loss per logged window (raw and "
          "smoothed) and learning rate, by optimizer step.")}
 {table_html(_log_summary(records))}</section>
+{_evaluation_html(run_dir, pictures)}
 <section id="samples"><h2>Samples by class</h2>
 {_figure(pictures["samples"], "class-conditional samples, one row per class",
          f"{per_class} per class; {sampling}; image i uses seed {seed}+i.", pixels=True)}</section>
