@@ -229,3 +229,15 @@ def test_edm_run_resumes_bit_exact_exports_and_samples(tmp_path, data_root):
                      "--steps", "5", "--cfg", "2", "--out", str(out), "--device", "cpu"]) == 0
         assert sorted(p.name for p in (out / "images").iterdir()) == ["00000_Trouser.png", "00001_Trouser.png"]
 
+
+
+@pytest.mark.parametrize("preset,weighting", [("demo-edm", "uniform"), ("demo-edm2", "uncertainty")])
+def test_edm_presets_train_a_step(preset, weighting, tmp_path, data_root):
+    from largo.train import Trainer
+    cfg = preset_config(preset)
+    assert (cfg.diffusion.prediction, cfg.diffusion.schedule, cfg.diffusion.loss_weighting) == ("edm", "karras",
+                                                                                                 weighting)
+    cfg.data = dataclasses.replace(cfg.data, data_root=str(data_root), subset=64)
+    cfg.train = dataclasses.replace(cfg.train, steps=1, max_minutes=0.0, batch_size=8, sample_every=0)
+    summary = Trainer(cfg, tmp_path / preset).fit()
+    assert summary["step"] == 1
