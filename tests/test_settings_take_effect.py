@@ -40,6 +40,8 @@ VALUES: dict[str, list] = {
     "dataset": ["mnist"], "data_root": ["<empty folder>"], "autoencoder": ["autoencoder-flowers128"],
     "imbalance": [2.0], "subset": [32], "max_minutes": [1e-6], "device": ["cuda"], "ema_decay": [0.05],  # below the EMA warm-up's 1/10
     "channel_mult": [(1, 1), (1, 2, 2)], "attention_resolutions": [(), (16,), (8, 16), (4,), (8, 8)],
+    # aux_max_t 1: every sample gets the auxiliary terms (halving the default can miss all 16 draws of t: P = 0.12)
+    "aux_max_t": [1.0],
     "aux_layers": [(0,), (0, 1), (7,), (1, 1)], "aux_net": ["classifier:fashion_mnist-32"],
     "perceptual_net": ["classifier:fashion_mnist-32-critic"], "eta": [0.5], "cfg": [1.0],
     "image_channels": [2], "num_classes": [4], "input_size": [8], "p_uncond": [0.5], "keep": [1],
