@@ -255,16 +255,19 @@ def plot_curves(a: argparse.Namespace, rows: list[dict], judges: list[str]) -> N
     for measure in ("accuracy", "fd"):
         for j in judges:
             series = []
-            for run, color in zip(a.curves.split(","), colors):
+            for item, color in zip(a.curves.split(","), colors):
+                run, _, label = item.partition("=")
                 batch = json.loads((a.out / run / "settings.json").read_text())["config"]["train"]["batch_size"]
-                pts = sorted((r["step"] * batch / 1000, r[j][measure]) for r in rows
+                # accuracy is drawn as the share missed, so every curve falls and stays clear of the legend
+                pts = sorted((r["step"] * batch / 1000, 1 - r[j][measure] if measure == "accuracy" else r[j][measure])
+                             for r in rows
                              if r["run"] == run and r.get("spec") == a.curve_spec and j in r)
                 if pts:
-                    series.append(Series([x for x, _ in pts], [y for _, y in pts], color, label=run))
-            n = next(r["n"] for r in rows if r["run"] in a.curves.split(","))
-            panels.append(Panel(f"{j}: {'share recognised' if measure == 'accuracy' else 'Fréchet distance'}",
-                                series, xlabel="training images (thousands)",
-                                ylabel=measure if measure == "accuracy" else "FD (judge's features)",
+                    series.append(Series([x for x, _ in pts], [y for _, y in pts], color, label=label or run))
+            n = next(r["n"] for r in rows if r["run"] in [c.partition("=")[0] for c in a.curves.split(",")])
+            panels.append(Panel(f"{j}: {'share missed' if measure == 'accuracy' else 'Fréchet distance'}",
+                                series, xlabel="training images (thousands)", y_from_zero=True,
+                                ylabel="1 − accuracy" if measure == "accuracy" else "FD (judge's features)",
                                 notes=[f"N = {n}, {a.curve_spec}"]))
     plot(panels, (420, 360)).save(a.curves_png)
 
@@ -301,7 +304,7 @@ def main() -> None:
     r.add_argument("--curve", default="base", help="the run whose snapshots make the curve")
     r.add_argument("--curve-spec", default="dpmpp2m:20:3")
     r.add_argument("--png", type=Path, help="write the curve here")
-    r.add_argument("--curves", default="", help="comma-separated runs: accuracy and FD against images, each judge")
+    r.add_argument("--curves", default="", help="comma-separated RUN or RUN=LABEL: accuracy and FD against images, each judge")
     r.add_argument("--curves-png", type=Path, help="write the --curves figure here")
     r.add_argument("--mark", dest="marks", action="append", default=[], type=lambda v: (int(v.split(":")[0]),
                    v.split(":", 1)[1]), help="STEP:LABEL, a vertical line (repeatable)")
