@@ -25,6 +25,15 @@ from largo.serve.server import background
 CLASSES = ("T-shirt", "Trouser", "Sneaker", "Bag")
 
 
+def save_screenshot(page, out: Path) -> None:
+    page.wait_for_timeout(300)
+    shot = page.screenshot(full_page=True)
+    image = Image.open(io.BytesIO(shot)).convert("RGB").quantize(256)  # a palette PNG: a third of the bytes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, optimize=True)
+    print(f"wrote {out} ({out.stat().st_size // 1024} KB, {image.width}x{image.height})")
+
+
 def drive(url: str, model: str, out: Path, chromium: str) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
@@ -41,13 +50,8 @@ def drive(url: str, model: str, out: Path, chromium: str) -> None:
         page.wait_for_function("/^done/.test(document.querySelector('#status').textContent)", timeout=600_000)
         page.click("#grid figure:nth-child(11)")
         page.wait_for_function("document.querySelector('#trajectory-img').naturalWidth > 0", timeout=600_000)
-        page.wait_for_timeout(300)
-        shot = page.screenshot(full_page=True)
+        save_screenshot(page, out)
         browser.close()
-    image = Image.open(io.BytesIO(shot)).convert("RGB").quantize(256)  # a palette PNG: a third of the bytes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, optimize=True)
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB, {image.width}x{image.height})")
 
 
 def drive_edit(url: str, model: str, out: Path, chromium: str) -> None:
@@ -72,13 +76,8 @@ def drive_edit(url: str, model: str, out: Path, chromium: str) -> None:
         page.click("#edit-run")
         page.wait_for_function("!document.getElementById('edit-result').hidden && "
                                "document.getElementById('edit-result-img').naturalWidth > 0", timeout=600_000)
-        page.wait_for_timeout(300)
-        shot = page.screenshot(full_page=True)
+        save_screenshot(page, out)
         browser.close()
-    image = Image.open(io.BytesIO(shot)).convert("RGB").quantize(256)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, optimize=True)
-    print(f"wrote {out} ({out.stat().st_size // 1024} KB, {image.width}x{image.height})")
 
 
 def main() -> int:
