@@ -77,7 +77,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
 
 class AttentionBlock(nn.Module):
-    """Multi-head self-attention over the H×W positions (scaled_dot_product_attention picks the fast kernel)."""
+    """Multi-head self-attention over the H×W positions (`attention`: the fused kernel, or plain matmuls where that
+    is faster)."""
 
     def __init__(self, channels: int, num_heads: int):
         super().__init__()
@@ -190,6 +191,7 @@ class UNet(nn.Module):
         self.mid_block2 = ResBlock(width, width, emb_dim, cfg.dropout)
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
+        upsample = TransposedUpsample if cfg.upsample == "transposed" else Upsample
         for i, out in reversed(list(enumerate(widths))):
             blocks, attns = [], []
             for _ in range(cfg.num_res_blocks + 1):
@@ -197,7 +199,6 @@ class UNet(nn.Module):
                 attns.append(attn(out, res))
                 width = out
             self.up.append(Level(blocks, attns))
-            upsample = TransposedUpsample if cfg.upsample == "transposed" else Upsample
             self.upsample.append(upsample(width) if i > 0 else nn.Identity())
             if i > 0:
                 res *= 2
