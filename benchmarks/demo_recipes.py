@@ -251,20 +251,22 @@ def plot_curves(a: argparse.Namespace, rows: list[dict], judges: list[str]) -> N
     from largo.draw.plot import BLUE, GREEN, ORANGE, RED, Panel, Series, plot
 
     colors = (BLUE, ORANGE, GREEN, RED, (148, 103, 189), (140, 86, 75))
+    runs = []  # (run, label, batch size): images seen = step × batch
+    for item in a.curves.split(","):
+        run, _, label = item.partition("=")
+        batch = json.loads((a.out / run / "settings.json").read_text())["config"]["train"]["batch_size"]
+        runs.append((run, label or run, batch))
+    n = next(r["n"] for r in rows if r["run"] in {run for run, _, _ in runs})
     panels = []
     for measure in ("accuracy", "fd"):
         for j in judges:
             series = []
-            for item, color in zip(a.curves.split(","), colors):
-                run, _, label = item.partition("=")
-                batch = json.loads((a.out / run / "settings.json").read_text())["config"]["train"]["batch_size"]
+            for (run, label, batch), color in zip(runs, colors):
                 # accuracy is drawn as the share missed, so every curve falls and stays clear of the legend
                 pts = sorted((r["step"] * batch / 1000, 1 - r[j][measure] if measure == "accuracy" else r[j][measure])
-                             for r in rows
-                             if r["run"] == run and r.get("spec") == a.curve_spec and j in r)
+                             for r in rows if r["run"] == run and r.get("spec") == a.curve_spec and j in r)
                 if pts:
-                    series.append(Series([x for x, _ in pts], [y for _, y in pts], color, label=label or run))
-            n = next(r["n"] for r in rows if r["run"] in [c.partition("=")[0] for c in a.curves.split(",")])
+                    series.append(Series([x for x, _ in pts], [y for _, y in pts], color, label=label))
             panels.append(Panel(f"{j}: {'share missed' if measure == 'accuracy' else 'Fréchet distance'}",
                                 series, xlabel="training images (thousands)", y_from_zero=True,
                                 ylabel="1 − accuracy" if measure == "accuracy" else "FD (judge's features)",
