@@ -18,14 +18,19 @@ from largo.errors import LargoError
 from largo.runtime import unwrap_model
 
 
-def load_weights(net: nn.Module, path: Path) -> None:
-    """Load safetensors weights into `net`; a missing, corrupt or mismatched file is a one-line error."""
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing or corrupt file is a one-line error."""
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except FileNotFoundError:
         raise LargoError(f"checkpoint weights missing: {path}") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise LargoError(f"checkpoint weights {path} are corrupt or unreadable ({str(e).splitlines()[0]})") from None
+
+
+def load_weights(net: nn.Module, path: Path) -> None:
+    """Load safetensors weights into `net`; a missing, corrupt or mismatched file is a one-line error."""
+    state = read_weights(path)
     target = unwrap_model(net)
     expected = target.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from largo.checkpoint import read_meta, resolve_checkpoint
+from largo.checkpoint import read_meta, read_weights, resolve_checkpoint
 from largo.config import RunConfig
 from largo.errors import LargoError
 from largo.runtime import unwrap_model
@@ -132,8 +131,8 @@ def init_from(net: nn.Module, ema_net: nn.Module, cfg: RunConfig, class_names: l
     ckpt, meta, src = source(spec)
     check_compatible(cfg, src, spec)
     old = list(meta.get("class_names") or [str(i) for i in range(src.model.num_classes)])
-    ema = load_file(str(ckpt / "ema.safetensors"))
-    online = load_file(str(ckpt / "model.safetensors")) if (ckpt / "model.safetensors").is_file() else ema
+    ema = read_weights(ckpt / "ema.safetensors")
+    online = read_weights(ckpt / "model.safetensors") if (ckpt / "model.safetensors").is_file() else ema
     report = _fit(online, net, old, class_names, cfg.train.seed)
     _fit(ema, ema_net, old, class_names, cfg.train.seed)
     return {"step": 0, "event": "init_from", "source": str(ckpt), "source_step": meta["step"], **report}
