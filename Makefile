@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/largo demo
 
+# The suite runs one pytest worker per core (pytest-xdist; each worker computes on one thread, so two workers on
+# two cores do twice the work of one). `make test JOBS=0` runs it in one process.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
 # The CPU studies of docs/STUDIES.md and the sampler benchmark of docs/SAMPLERS.md (~2 h on 2 cores; every
 # finished cell is kept, so an interrupted run continues where it stopped).

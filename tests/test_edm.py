@@ -239,5 +239,6 @@ def test_edm_presets_train_a_step(preset, weighting, tmp_path, data_root):
                                                                                                  weighting)
     cfg.data = dataclasses.replace(cfg.data, data_root=str(data_root), subset=64)
     cfg.train = dataclasses.replace(cfg.train, steps=1, max_minutes=0.0, batch_size=8, sample_every=0)
+    cfg.sample = dataclasses.replace(cfg.sample, grid_per_class=1, sample_steps=3)  # the end-of-run grid, kept small
     summary = Trainer(cfg, tmp_path / preset).fit()
     assert summary["step"] == 1

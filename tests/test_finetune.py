@@ -149,6 +149,7 @@ def _eval_config(**train):
     return cfg
 
 
+@pytest.mark.slow
 def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(tmp_path, data_root):
     plain = tmp_path / "plain"
     Trainer(_eval_config(), plain, progress=False).fit()
@@ -176,6 +177,7 @@ def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(t
             if e.get("event") == "eval"] == [2, 3, 4, 6]  # 3: the end of the first process
 
 
+@pytest.mark.slow
 def test_report_draws_the_evaluations_and_ema_lengths_sample(tmp_path, data_root):
     run = tmp_path / "run"
     Trainer(_eval_config(steps=4, eval_every=2, eval_n=20, phema_every=1), run, progress=False).fit()

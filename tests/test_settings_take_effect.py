@@ -155,6 +155,10 @@ def _probe_values(name: str, typ, base_value) -> list:
     return []
 
 
+# Probes that cost several seconds each (`make test` runs them, `make test-fast` leaves them out).
+SLOW_PROBES = {"eval_every", "latent_norm"}  # 20 samples judged at every step; a second autoencoder encoding
+
+
 def _cases() -> list:
     cases = []
     for kind in ("run", "autoencoder"):
@@ -165,8 +169,10 @@ def _cases() -> list:
                 # a scenario's field: in the main base (where it is switched off), then in its scenario
                 for k in [kind] if kind == "autoencoder" else SCENARIO.get(name, ["run"]):
                     base_value = getattr(getattr(_base(k, Path("/nonexistent")), section), name)
+                    marks = [pytest.mark.slow] if name in SLOW_PROBES else []
                     for value in _probe_values(name, typ, base_value):
-                        cases.append(pytest.param(k, section, name, value, id=f"{k}-{section}.{name}={value}"))
+                        cases.append(pytest.param(k, section, name, value, id=f"{k}-{section}.{name}={value}",
+                                                  marks=marks))
     return cases
 
 
