@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from largo.checkpoint.load import read_weights
 from largo.checkpoint.store import latest_checkpoint, read_meta, step_of
 from largo.errors import LargoError
 from largo.io import atomic_write, atomic_write_json
@@ -59,7 +60,7 @@ def export_release(source: str | Path, out: str | Path, dtype: str = "fp16") -> 
     meta = read_meta(ckpt)
     if out.resolve() == ckpt.resolve():
         raise LargoError("--out must differ from the source checkpoint")
-    state = load_file(str(ckpt / "ema.safetensors"))
+    state = read_weights(ckpt / "ema.safetensors")
     torch_dtype = torch.float16 if dtype == "fp16" else torch.float32
     state = {k: v.to(torch_dtype) if v.is_floating_point() else v for k, v in state.items()}
     for name, value in state.items():
