@@ -30,13 +30,12 @@ from pathlib import Path
 
 import torch
 
-import largo.train.trainer as trainer_mod
-from _common import load_average
+from _common import load_average, sync, synthetic_images
 from largo.config import preset_config
-from largo.data.datasets import ImageSet
 from largo.models import count_parameters
 from largo.runtime import resolve_device
 from largo.sampling import generate_images
+from largo.train import Trainer
 
 # Image channels and classes of each preset's dataset, so no dataset is needed.
 DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1, 10), "cifar10": (3, 10)}
@@ -44,28 +43,16 @@ DATASET_SHAPES = {"flowers102": (3, 102), "fashion_mnist": (1, 10), "mnist": (1,
 CPU_BATCH = {"demo": 64, "fashion32": 32, "flowers64": 8}
 
 
-def synthetic(channels: int, classes: int, resolution: int, n: int) -> ImageSet:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, channels, resolution, resolution), dtype=torch.uint8, generator=g)
-    return ImageSet(images, torch.arange(n) % classes, [f"class{i}" for i in range(classes)])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(preset: str, batch: int, a: argparse.Namespace) -> dict:
     cfg = preset_config(preset)
     channels, classes = DATASET_SHAPES[cfg.data.dataset]
     res = cfg.data.resolution
-    data = synthetic(channels, classes, res, max(4 * batch, 256))
-    trainer_mod.load_images = lambda *args, **kw: data  # the Trainer reads its data through this name
+    data = synthetic_images(channels, classes, res, max(4 * batch, 256))
     cfg.train = dataclasses.replace(cfg.train, batch_size=batch, device=a.device, precision=a.precision,
                                     channels_last=a.channels_last, compile=a.compile, steps=10**6,
                                     max_minutes=0.0, checkpoint_every=10**6, lr_warmup=0)
     with tempfile.TemporaryDirectory() as tmp:
-        tr = trainer_mod.Trainer(cfg, Path(tmp), progress=False)
+        tr = Trainer(cfg, Path(tmp), progress=False, data=data)
         device = tr.device
         params = count_parameters(tr.net)
         t0 = time.perf_counter()

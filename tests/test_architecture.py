@@ -85,3 +85,21 @@ def test_the_public_api_is_exported_lazily():
             "print(sorted(n for n in largo.__all__ if not hasattr(largo, n)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", f"names in largo.__all__ that do not resolve: {out}"
+
+
+def test_no_benchmark_patches_the_library():
+    """Benchmarks hand other data or networks to `Trainer(data=..., task=...)`; none assigns to an attribute of an
+    imported largo module (as `trainer_mod.load_images = ...` once did)."""
+    offenders = []
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        largo_names = {a.asname or a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                       for a in node.names if a.name.startswith("largo")}
+        largo_names |= {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                        and (node.module or "").startswith("largo") for a in node.names}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            for t in targets:
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id in largo_names:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} assigns {t.value.id}.{t.attr}")
+    assert not offenders, "\n".join(offenders)
