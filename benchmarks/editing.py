@@ -103,7 +103,7 @@ def guidance(a: argparse.Namespace) -> dict:
         configs += [{"cfg": w, "guide_with": a.guide} for w in a.auto]
     rows = []
     for c in configs:
-        options = SamplingOptions.resolve(model.cfg, sampler=a.sampler, steps=a.steps, **c)
+        options = SamplingOptions.resolve(model.cfg, sampler=a.sampler, steps=a.steps, precision=a.precision, **c)
         counter = make_denoiser(model.net, model.cfg, options)
         t0 = time.time()
         images = model.generate(labels, seeds, options, batch_size=a.batch_size)
@@ -275,6 +275,7 @@ def main() -> None:
     p.add_argument("--sampler", default="dpmpp2m")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--precision", default=None, help="guidance: the network's precision (default: the model's)")
     p.add_argument("--cfg", type=float, nargs="*", default=[1.0, 2.0, 3.0, 5.0])
     p.add_argument("--interval", type=int, nargs=2, default=[200, 800])
     p.add_argument("--interval-cfg", type=float, nargs="*", default=[3.0, 5.0])
