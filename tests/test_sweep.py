@@ -96,13 +96,13 @@ def test_a_list_of_checkpoints_runs_the_grid_on_each(tmp_path, run32):
     steps = [run32 / "checkpoints" / "step_00000002", run32 / "checkpoints" / "step_00000004"]
     config = _write(tmp_path / "s.json", {"checkpoint": [str(s) for s in steps], **COMMON, "out": str(tmp_path / "o"),
                                           "grid": {"sampler": ["ddim"], "steps": [2], "weights": ["ema", "online"],
-                                                   "precision": ["bf16"]}})
+                                                   "precision": ["fp32"]}})
     got = run_sweep(load_spec(config), log=lambda *a: None)
     names = sorted(r["cell"] for r in got["rows"])
     clip = "-clip" if _tiny32().sample.clip_x0 else ""  # the run's own x̂0 clipping (the demo preset's: off)
-    assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}{clip}-bf16" for s in (2, 4) for w in ("ema", "online")]
+    assert names == [f"step{s}__ddim-2-cfg3-eta0-trailing-{w}{clip}-fp32" for s in (2, 4) for w in ("ema", "online")]
     assert sorted({r["checkpoint_step"] for r in got["rows"]}) == [2, 4]
-    assert {r["precision"] for r in got["rows"]} == {"bf16"}
+    assert {r["precision"] for r in got["rows"]} == {"fp32"}
     twice = _write(tmp_path / "d.json", {"checkpoint": [str(run32), str(steps[1])], **COMMON, "out": str(tmp_path / "d"),
                                          "grid": {"sampler": ["ddim"], "steps": [2]}})
     with pytest.raises(LargoError, match="same training step"):
