@@ -150,7 +150,7 @@ def _eval_config(**train):
 
 
 @pytest.mark.slow
-def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(tmp_path, data_root):
+def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(tmp_path, data_root, capsys):
     plain = tmp_path / "plain"
     Trainer(_eval_config(), plain, progress=False).fit()
     full = tmp_path / "full"
@@ -162,6 +162,8 @@ def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(t
         reference = _weights(plain, name)
         for run in (full, part):
             assert all(torch.equal(reference[k], v) for k, v in _weights(run, name).items()), (run, name)
+    # three evaluating Trainers, one judge pass over the reference images at most: the rest come from the cache
+    assert capsys.readouterr().out.count("computing reference features") <= 1
     evals = [json.loads(ln) for ln in (full / "log.jsonl").read_text().splitlines() if '"eval"' in ln]
     assert [e["step"] for e in evals] == [2, 4, 6]
     assert all(0 <= e["accuracy"] <= 1 and e["fd"] > 0 and 0 <= e["memorised"] <= 1 for e in evals)

@@ -27,7 +27,9 @@ from largo.metrics.classifier import check_classifier, find_classifier, load_cla
 from largo.metrics.features import ClassifierFeatures, extract
 from largo.metrics.fid import fd_from_features
 from largo.metrics.memorisation import compare, nearest_neighbours, pixel_vectors, with_mirrors
+from largo.metrics.evaluate import data_resize_method
 from largo.metrics.prc import precision_recall
+from largo.metrics.refstats import reference_outputs
 from largo.sampling import SamplingOptions, generate_images
 from largo.train.rng import rng_state, set_rng_state
 
@@ -82,7 +84,12 @@ class TrainingEval:
             model, config = load_classifier(judge, device)
             check_classifier(config, d.dataset, d.resolution, train.channels, train.class_names)
             self.space = ClassifierFeatures(model, config, device, input_size=d.resolution)
-            self.reference = extract(self.space, reference)["features"]
+            # the same disk cache as `largo eval`: a resumed run, or the next run on this dataset, skips the judge
+            # pass over the reference images
+            outs, _ = reference_outputs(self.space, reference, held.labels[order[:REFERENCE_N]], dataset=d.dataset,
+                                        split="test", resolution=d.resolution,
+                                        data_resize=data_resize_method(d.dataset, d.resolution), log=log)
+            self.reference = outs["features"]
         self.train_pixels = pixel_vectors(with_mirrors(train.images) if d.hflip else train.images)
         heldout = held.images[order[:n]]
         self.heldout_d = nearest_neighbours(pixel_vectors(heldout), self.train_pixels)[0]
