@@ -139,7 +139,7 @@ def test_bf16_sampling_on_cpu_is_close_to_fp32(tiny_sampling_run):
     model = load_model(tiny_sampling_run)
 
     net, cfg, _ = model.net, model.cfg, model.class_names
-    labels = torch.arange(8) % 10
+    labels = torch.arange(2)  # bf16 is emulated on CPUs without bf16 units: 25x fp32's time there
     a = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="fp32").float()
     b = generate_images(net, cfg, labels, sampler="ddim", steps=4, precision="bf16").float()
     diff = (a - b).abs().mean().item()
