@@ -164,11 +164,6 @@ def _probe_values(name: str, typ, base_value) -> list:
     return []
 
 
-# Probes that cost several seconds each (`make test` runs them, `make test-fast` leaves them out).
-SLOW_PROBES = {"latent_norm",        # a second autoencoder encoding
-               "sample_precision"}  # bf16 sampling, emulated (25x slower) on CPUs without bf16 units
-
-
 def _cases() -> list:
     cases = []
     for kind in ("run", "autoencoder"):
@@ -179,10 +174,8 @@ def _cases() -> list:
                 # a scenario's field: in the main base (where it is switched off), then in its scenario
                 for k in [kind] if kind == "autoencoder" else SCENARIO.get(name, ["run"]):
                     base_value = getattr(getattr(_base(k, Path("/nonexistent")), section), name)
-                    marks = [pytest.mark.slow] if name in SLOW_PROBES else []
                     for value in _probe_values(name, typ, base_value):
-                        cases.append(pytest.param(k, section, name, value, id=f"{k}-{section}.{name}={value}",
-                                                  marks=marks))
+                        cases.append(pytest.param(k, section, name, value, id=f"{k}-{section}.{name}={value}"))
     return cases
 
 
@@ -208,6 +201,7 @@ def base_fingerprint(tmp_path_factory, data_root):
     return get
 
 
+@pytest.mark.slow  # ~130 tiny trainings, half of the suite without the end-to-end tests: `make test` walks them
 @pytest.mark.parametrize("kind,section,name,value", _cases())
 def test_a_setting_takes_effect_or_is_refused(base_fingerprint, tmp_path, tmp_path_factory, kind, section, name,
                                               value):
