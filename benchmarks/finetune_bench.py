@@ -153,12 +153,14 @@ def augment_demo(args: argparse.Namespace) -> None:
     """What the network is shown: `--n` training images (first column) and `--draws` augmented draws of each."""
     from largo.data.augment import augment
     from largo.draw.grid import labelled_grid
+    from largo.metrics.defaults import NO_HFLIP_DATASETS
     from largo.images import to_uint8
 
     data = load_images(args.dataset, "train", args.resolution)
     x = data.images[: args.n].float() / 127.5 - 1
     g = torch.Generator().manual_seed(0)
-    cols = [x] + [augment(x, args.p, g)[0] for _ in range(args.draws)]
+    mirror = args.dataset not in NO_HFLIP_DATASETS  # as a run of the dataset's default --hflip augments
+    cols = [x] + [augment(x, args.p, g, mirror=mirror)[0] for _ in range(args.draws)]
     images = to_uint8(torch.stack(cols, 1).flatten(0, 1))
     labelled_grid(images, args.draws + 1, [data.class_names[int(c)][:12] for c in data.labels[: args.n]]).save(args.out)
     print(f"augmentations → {args.out}")

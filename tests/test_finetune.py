@@ -118,9 +118,20 @@ def test_augmentation_labels_say_what_was_done_and_zeros_mean_none():
     assert torch.equal(augment(torch.zeros(4, 1, 8, 8), 0.5, g2, shard=(1, 2))[1], full[1::2].float())
 
 
-def test_the_network_sees_augmentation_only_in_training_and_none_when_sampling(tmp_path, data_root, monkeypatch):
+def test_oriented_data_gets_no_mirrors_or_quarter_turns_and_the_same_stream():
+    """hflip off (digits): x-flips and 90° turns never drawn; the other transforms and the generator's stream are
+    what they would be with them."""
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    free, oriented = draw_labels(512, 1.0, g1, 1), draw_labels(512, 1.0, g2, 1, mirror=False)
+    assert free[:, 0].any() and free[:, 1:3].any() and not oriented[:, :3].any()
+    assert torch.equal(free[:, 3:], oriented[:, 3:]) and torch.equal(g1.get_state(), g2.get_state())
+
+
+@pytest.mark.parametrize("hflip", [True, False])
+def test_the_network_sees_augmentation_only_in_training_and_none_when_sampling(tmp_path, data_root, monkeypatch,
+                                                                                hflip):
     cfg = tiny_config(steps=2, checkpoint_every=2)
-    cfg.data = dataclasses.replace(cfg.data, augment=0.5)
+    cfg.data = dataclasses.replace(cfg.data, augment=1.0, hflip=hflip)
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     assert cfg.model.augment_dim == AUG_DIM
     seen = []
@@ -134,6 +145,7 @@ def test_the_network_sees_augmentation_only_in_training_and_none_when_sampling(t
     trainer.fit()  # two training steps, then the final sample grid
     training, sampling = seen[:2], seen[2:]
     assert all(a is not None and a.shape[1] == AUG_DIM for a in training) and any(a.any() for a in training)
+    assert torch.cat(training)[:, :3].any() == hflip  # x-flips and quarter turns only where the run mirrors
     assert sampling and all(a is None for a in sampling)
     net = build_unet(cfg.model, 16).eval()
     x, t, y = torch.randn(2, 1, 16, 16), torch.tensor([10, 500]), torch.tensor([1, 2])

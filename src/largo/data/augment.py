@@ -14,6 +14,11 @@ only, log2 ~ N(0, 1)). The ranges are StyleGAN2-ADA's. The labels:
 
     0 x-flip (0/1)  1,2 rot90 (sin, cos − 1)  3,4 translation (x, y, fraction of the side)  5 log2 scale
     6,7 rotation (sin, cos − 1)  8 log2 anisotropy  9 brightness  10 log2 contrast  11 log2 saturation
+
+Data whose orientation is part of what it is (a run with `hflip` off: digits, letters) gets no x-flips and no
+quarter turns: a mirrored 2 or a 6 turned into a 9 is another image, and on short runs, where the network has not
+yet learnt to separate what the augmentation input says, such transforms leak into the samples (docs/FINETUNE.md
+saw mirrored 2s and 5s). Rotation by a small angle, scaling, translation and colour remain.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ def _gated(p: float, n: int, g: torch.Generator) -> torch.Tensor:
     return (torch.rand(n, generator=g) < p).double()
 
 
-def draw_labels(n: int, p: float, g: torch.Generator, channels: int) -> torch.Tensor:
+def draw_labels(n: int, p: float, g: torch.Generator, channels: int, mirror: bool = True) -> torch.Tensor:
     """(n, AUG_DIM) float64 augmentation parameters, from `g` only (a saved generator: resume stays exact).
-    Every transform draws its numbers whether or not it applies, so the stream does not depend on p's outcome."""
+    Every transform draws its numbers whether or not it applies, so the stream does not depend on p's outcome.
+    `mirror=False` (oriented data) zeroes the x-flips and quarter turns, drawn all the same."""
     lab = torch.zeros(n, AUG_DIM, dtype=torch.float64)
-    lab[:, 0] = _gated(p, n, g) * (torch.rand(n, generator=g) < 0.5).double()
-    k = torch.randint(0, 4, (n,), generator=g).double() * _gated(p, n, g)
+    lab[:, 0] = _gated(p, n, g) * (torch.rand(n, generator=g) < 0.5).double() * mirror
+    k = torch.randint(0, 4, (n,), generator=g).double() * _gated(p, n, g) * mirror
     lab[:, 1], lab[:, 2] = torch.sin(k * math.pi / 2).round(), torch.cos(k * math.pi / 2).round() - 1
     lab[:, 3:5] = ((torch.rand(n, 2, generator=g) * 2 - 1) * INT_TRANSLATE) * _gated(p, n, g)[:, None]
     lab[:, 5] = torch.randn(n, generator=g, dtype=torch.float64) * SCALE_STD * _gated(p, n, g)
@@ -101,10 +107,11 @@ def apply_augment(x: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def augment(x: torch.Tensor, p: float, g: torch.Generator, shard: tuple[int, int] = (0, 1)
+def augment(x: torch.Tensor, p: float, g: torch.Generator, shard: tuple[int, int] = (0, 1), mirror: bool = True
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(augmented x, float32 labels (n, AUG_DIM)) for this rank's slice x of a global batch: the parameters of the
-    whole global batch are drawn (as the loss draws its noise), so W processes augment as one would."""
+    whole global batch are drawn (as the loss draws its noise), so W processes augment as one would. `mirror`:
+    whether x-flips and quarter turns are among the transforms (the run's `hflip`)."""
     rank, world = shard
-    lab = draw_labels(len(x) * world, p, g, x.shape[1])[rank::world]
+    lab = draw_labels(len(x) * world, p, g, x.shape[1], mirror)[rank::world]
     return apply_augment(x, lab), lab.to(x.device, torch.float32)

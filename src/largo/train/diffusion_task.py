@@ -112,7 +112,7 @@ class DiffusionTask(TrainTask):
             self.uncertainty_opt.zero_grad(set_to_none=True)
             self._grad_step = step
         if self.cfg.data.augment:
-            x, labels = augment(x, self.cfg.data.augment, self.augment_rng, shard)
+            x, labels = augment(x, self.cfg.data.augment, self.augment_rng, shard, mirror=self.cfg.data.hflip)
             model_fn = Augmented(model_fn, labels, model_num_classes(net))
         if self.auxiliary is None:
             return diffusion_loss(model_fn, x, y, self.schedule, self.cfg.diffusion, shard=shard,
