@@ -43,10 +43,9 @@ def cache_path(key: dict) -> Path:
 
 def reference_outputs(space: FeatureSpace, images: torch.Tensor, labels: torch.Tensor, *, dataset: str,
                       split: str, resolution: int, data_resize: str,
-                      batch_size: int = defaults.FEATURE_BATCH_SIZE, log=print) -> tuple[dict[str, torch.Tensor], dict]:
+                      batch_size: int = defaults.FEATURE_BATCH_SIZE, log=print, progress: bool = True
+                      ) -> tuple[dict[str, torch.Tensor], dict]:
     """(outputs, info): the space's outputs on the reference images, from the cache when present."""
-
-
     key = cache_key(space, dataset, split, resolution, data_resize, images_digest(images, labels))
     path = cache_path(key)
     if path.is_file():
@@ -59,7 +58,7 @@ def reference_outputs(space: FeatureSpace, images: torch.Tensor, labels: torch.T
         except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
             pass
     log(f"computing reference features ({space.name}, {images.shape[0]} images); cached in {path}")
-    outs = extract(space, images, batch_size, progress=f"reference {space.name}")
+    outs = extract(space, images, batch_size, progress=f"reference {space.name}" if progress else None)
     try:
         tensors = {k: v.contiguous() for k, v in outs.items()}
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"key": json.dumps(key)}))

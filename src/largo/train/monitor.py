@@ -56,14 +56,15 @@ class TrainingEval:
     """The fixed evaluation of one run: labels, seeds, held-out reference features and training-set pixels are
     prepared once; each call scores the current EMA network."""
 
-    def __init__(self, cfg: RunConfig, train: ImageSet, device: torch.device, latent=None, log=print):
+    def __init__(self, cfg: RunConfig, train: ImageSet, device: torch.device, latent=None, log=print,
+                 progress: bool = True):
         state = rng_state()  # building the judge initialises a network from the global RNG: the run's stream
         try:                 # must not see it
-            self._prepare(cfg, train, device, latent, log)
+            self._prepare(cfg, train, device, latent, log, progress)
         finally:
             set_rng_state(state)
 
-    def _prepare(self, cfg: RunConfig, train: ImageSet, device: torch.device, latent, log) -> None:
+    def _prepare(self, cfg: RunConfig, train: ImageSet, device: torch.device, latent, log, progress: bool) -> None:
         d, n = cfg.data, cfg.train.eval_n
         self.cfg, self.device, self.latent, self.n = cfg, device, latent, n
         self.labels = torch.arange(n) % train.num_classes
@@ -88,7 +89,8 @@ class TrainingEval:
             # pass over the reference images
             outs, _ = reference_outputs(self.space, reference, held.labels[order[:REFERENCE_N]], dataset=d.dataset,
                                         split="test", resolution=d.resolution,
-                                        data_resize=data_resize_method(d.dataset, d.resolution), log=log)
+                                        data_resize=data_resize_method(d.dataset, d.resolution), log=log,
+                                        progress=progress)
             self.reference = outs["features"]
         self.train_pixels = pixel_vectors(with_mirrors(train.images) if d.hflip else train.images)
         heldout = held.images[order[:n]]

@@ -88,7 +88,8 @@ class Trainer:
         self.init_event = init_event = (init_from(self.net, self.ema.net, cfg, self.class_names)
                                         if t.init_from and not resume else None)
         self.phema = PowerEMA(self.net) if t.phema_every else None
-        self.evaluator = (TrainingEval(cfg, data, self.device, getattr(self.task, "latent", None))
+        self.evaluator = (TrainingEval(cfg, data, self.device, getattr(self.task, "latent", None),
+                                       progress=progress)
                           if t.eval_every and self.dist.is_main else None)
         self.t_start, self.elapsed_before = time.time(), 0.0  # seconds the run trained (and evaluated) before this process, for the eval log
         fused = self.device.type == "cuda"
