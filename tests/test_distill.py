@@ -203,3 +203,13 @@ def test_unknown_teacher_and_student_teacher_are_one_line_errors(students, tmp_p
     assert "no run, checkpoint or released checkpoint named no-such-model" in capsys.readouterr().err
     assert main(["distill", str(students), "--steps", "2", "--out", str(tmp_path / "b"), *TINY]) == 2
     assert "already a distilled student" in capsys.readouterr().err
+
+
+def test_the_playground_offers_the_students_step_counts(students):
+    from largo.serve.catalog import ModelCache, discover
+
+    entry = discover(students.parent, released=False)["out"]
+    assert entry.describe()["step_choices"] == [2, 1] and entry.describe()["defaults"]["steps"] == 1
+    cache = ModelCache(torch.device("cpu"))
+    assert cache.model(entry, 2).meta["distill"]["steps"] == 2
+    assert cache.model(entry, 1).meta["distill"]["steps"] == cache.model(entry, 7).meta["distill"]["steps"] == 1
