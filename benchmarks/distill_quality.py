@@ -4,7 +4,7 @@
         --out runs/distill-fmnist28
     python benchmarks/distill_quality.py --students runs/distill-fmnist28 --n 500 --grids docs/distill
 
-Per model (the teacher at its sampler and steps, each student at its own step count with ddim, all at guidance w):
+Per model (the teacher at its sampler and steps, the teacher at few DDIM steps (--baselines), each student at its own step count with ddim, all at guidance w):
 class accuracy by each judge, FD and recall in each judge's features (benchmarks/_common.Judges: both
 Fashion-MNIST judges by default), network evaluations per image and CPU milliseconds per image (fp32, the
 generation of all N images timed, batch --batch-size), and a class grid per model (8 seeds a class, the same seeds
@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="*", default=[8, 4, 2, 1], help="the students to measure")
     p.add_argument("--teacher-sampler", default="dpmpp2m")
     p.add_argument("--teacher-steps", type=int, default=20)
+    p.add_argument("--baselines", nargs="*", default=["ddim:8", "ddim:4", "ddim:2", "ddim:1"],
+                   help="the teacher at few steps too (SAMPLER:STEPS, guided at w): what distillation is up against")
     p.add_argument("--w", type=float, default=3.0)
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=100)
@@ -91,6 +93,10 @@ def main() -> None:
     judges = Judges(teacher.cfg.data.dataset, teacher.cfg.data.resolution, a.classifiers)
     rows = [measure(f"teacher-{a.teacher_sampler}{a.teacher_steps}", teacher, SamplingOptions.resolve(
         teacher.cfg, sampler=a.teacher_sampler, steps=a.teacher_steps, cfg=a.w, precision="fp32"), judges, a)]
+    for spec in a.baselines:
+        sampler, steps = spec.split(":")
+        rows.append(measure(f"teacher-{sampler}{steps}", teacher, SamplingOptions.resolve(
+            teacher.cfg, sampler=sampler, steps=int(steps), cfg=a.w, precision="fp32"), judges, a))
     for steps in a.steps:
         student = load_model(a.students, steps=steps)
         if student.meta.get("distill", {}).get("steps") != steps:
