@@ -65,7 +65,8 @@ def table(rows: list[dict]) -> list[str]:
         f"{j.removesuffix('.safetensors')} {m}" for j in judges for m in ("acc", "FD", "recall")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["model"], r["sampler"], str(r["steps"]), f"{r['evaluations_per_image']:g}", f"{r['ms_per_image']:.1f}"]
+        cells = [r["model"], r["sampler"], str(r["steps"]), f"{r['evaluations_per_image']:g}",
+                 f"{r['ms_per_image']:.1f}"]
         cells += [v for j in judges for v in (f"{r['scores'][j]['accuracy']:.3f}", f"{r['scores'][j]['fd']:.2f}",
                                               f"{r['scores'][j]['recall']:.3f}")]
         lines.append("| " + " | ".join(cells) + " |")

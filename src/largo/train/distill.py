@@ -146,11 +146,12 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     _check_teacher(tcfg, tmeta, str(teacher))
     lo, hi = settings.cfg_range
     record = {"teacher": str(teacher), "teacher_step": int(tmeta.get("step", 0)), "plan": settings.plan,
-              "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps, "iters_per_round": settings.iters_per_round,
-              "minutes_per_round": settings.minutes_per_round, "batch_size": settings.batch_size, "lr": settings.lr}
+              "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
+              "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round, "batch_size": settings.batch_size, "lr": settings.lr}
     state = _open_out(out, record)
     atomic_write_json(out / DISTILL_RECORD, state)
-    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, hi if lo == hi else tcfg.sample.cfg, dev, log)
+    pool_w = hi if lo == hi else tcfg.sample.cfg
+    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log)
     class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
     data = ImageSet(x0, labels, class_names)
     clip, summary = tcfg.sample.clip_x0, {"out": str(out), "rounds": {}, "stop_reason": "done"}
