@@ -147,7 +147,8 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     lo, hi = settings.cfg_range
     record = {"teacher": str(teacher), "teacher_step": int(tmeta.get("step", 0)), "plan": settings.plan,
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
-              "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round, "batch_size": settings.batch_size, "lr": settings.lr}
+              "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
+              "batch_size": settings.batch_size, "lr": settings.lr}
     state = _open_out(out, record)
     atomic_write_json(out / DISTILL_RECORD, state)
     pool_w = hi if lo == hi else tcfg.sample.cfg
