@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from _common import Judges, machine, score_line
+from largo.metrics.classifier import classifier_outputs
 from largo.data import load_images
 from largo.draw.grid import labelled_grid
 from largo.io import atomic_save_image, atomic_write_json
-from largo.metrics.classifier import classifier_outputs, find_classifier, load_classifier
-from largo.metrics.fid import fd_from_features
-from largo.metrics.prc import precision_recall
 from largo.sampling import SamplingOptions, load_model
 from largo.diffusion.samplers import sample
 from largo.sampling.edit_folder import named_mask
@@ -39,57 +36,6 @@ from largo.sampling.generate import image_shape, make_denoiser
 from largo.sampling.editing import image_to_image, inpaint, interpolate_classes, interpolate_seeds
 
 OUT = Path("benchmarks/records/editing")
-PRC_MAX = 2000  # k-NN precision/recall on at most 2,000 real and 2,000 generated features (k = 3)
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu or platform.processor(), "torch_threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "torch": torch.__version__,
-            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
-
-
-class Judges:
-    """The dataset's classifiers, each with its features of the real test split."""
-
-    def __init__(self, dataset: str, resolution: int, paths: list[str]):
-        judge_res = 32 if resolution == 28 else resolution
-        self.pad = 2 if resolution == 28 else 0
-        if not paths:
-            paths = [str(p) for p in (find_classifier(dataset, judge_res), find_classifier(dataset, judge_res, "-vgg"))
-                     if p is not None]
-        test = load_images(dataset, "test", judge_res)
-        self.judges = []
-        for path in paths:
-            clf, _ = load_classifier(path)
-            feats, logits = classifier_outputs(clf, test.images)
-            self.judges.append((Path(path).name, clf, feats, float((logits.argmax(1) == test.labels).float().mean())))
-
-    def padded(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.pad(images, (self.pad,) * 4) if self.pad else images
-
-    def score(self, images: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor | None = None,
-              recall: bool = True) -> dict:
-        """Per judge: accuracy toward `labels`, FD (to the real test split, or to `reference` images), recall."""
-        out = {}
-        for name, clf, real_feats, real_acc in self.judges:
-            feats, logits = classifier_outputs(clf, self.padded(images))
-            row = {"accuracy": float((logits.argmax(1) == labels).float().mean()), "real_test_accuracy": real_acc}
-            ref = real_feats if reference is None else classifier_outputs(clf, self.padded(reference))[0]
-            row["fd"] = fd_from_features(feats, ref)
-            if recall:
-                row.update({k: v for k, v in precision_recall(ref, feats, max_samples=PRC_MAX).items() if k in ("precision", "recall")})
-            out[name] = row
-        return out
-
-
-def _line(tag: str, scores: dict, extra: str = "") -> str:
-    return f"{tag}: " + "; ".join(f"{j} acc {s['accuracy']:.3f} FD {s['fd']:.2f}" + (
-        f" rec {s['recall']:.3f}" if "recall" in s else "") for j, s in scores.items()) + extra
 
 
 def guidance(a: argparse.Namespace) -> dict:
@@ -111,7 +57,7 @@ def guidance(a: argparse.Namespace) -> dict:
         evals = _count_evaluations(model, options, counter, labels[:2], seeds[:2])
         row = {**options.to_dict(), "n": a.n, "seconds": round(seconds, 1), "evaluations_per_image": evals,
                "scores": judges.score(images, labels)}
-        print(_line(f"{options.describe()} interval {options.cfg_interval}", row["scores"],
+        print(score_line(f"{options.describe()} interval {options.cfg_interval}", row["scores"],
                     f"; {evals:g} evals/image; {seconds:.0f} s"), flush=True)
         rows.append(row)
     return {"rows": rows}
@@ -154,7 +100,7 @@ def sdedit(a: argparse.Namespace) -> dict:
             row = {"target": target_kind, "strength": s, "n": a.n, "pixel_rms": float(pix.mean()),
                    "evaluations_per_image": res.evaluations, "steps": res.steps,
                    "seconds": round(time.time() - t0, 1), "scores": scores}
-            print(_line(f"sdedit {target_kind} strength {s}", scores,
+            print(score_line(f"sdedit {target_kind} strength {s}", scores,
                         f"; pixel RMS {row['pixel_rms']:.3f}; {res.evaluations:g} evals"), flush=True)
             rows.append(row)
     return {"options": options.to_dict(), "shift": a.shift, "rows": rows}
@@ -179,7 +125,7 @@ def inpainting(a: argparse.Namespace) -> dict:
             row = {"mask": mask_name, "method": method, "steps": int(steps), "walked": res.steps, "n": a.n,
                    "evaluations_per_image": res.evaluations, "unmasked_exact": exact,
                    "seconds": round(time.time() - t0, 1), "scores": scores}
-            print(_line(f"inpaint {mask_name} {method} {steps} steps", scores,
+            print(score_line(f"inpaint {mask_name} {method} {steps} steps", scores,
                         f"; {res.evaluations:g} evals/image; unmasked exact: {exact}; {row['seconds']:.0f} s"),
                   flush=True)
             rows.append(row)

@@ -56,6 +56,8 @@ VALUES: dict[str, list] = {
 }
 # Fields only a scenario can show at work, each with the reason and the test that does.
 EXEMPT = {
+    "guidance_input": "set only by `largo distill` on its students, refused as a flag or override "
+                      "(test_distill.py: the w input starts as the identity, and the student samples with it)",
     "download": "a permission to fetch a missing dataset: with the data on disk there is nothing to fetch, and "
                 "fetching needs a network (test_data.py covers the missing-data message)",
     "max_bad_steps": "a guard that acts only on non-finite steps (test_reliability.py: "

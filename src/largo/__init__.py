@@ -8,6 +8,7 @@ The Python API, the same library functions the `largo` command calls:
     sandal = pipe.edit(images[0], "Sandal", strength=0.6)               # editing: also pipe.inpaint, interpolate
     cfg = largo.preset_config("demo")                                   # typed dataclass config
     summary = largo.train(cfg, "runs/mine")                             # a run directory with checkpoints
+    largo.distill("runs/mine", "runs/fast", largo.DistillSettings(8, 1, (3, 3), iters_per_round=400))  # 8…1 steps
     metrics = largo.evaluate_images(pipe(per_class=50, output="tensor"), labels, dataset="fashion_mnist")
 
 Names are imported on first use, so `import largo` (and `largo --help`) does not load torch.
@@ -32,6 +33,8 @@ _EXPORTS = {
     "preset_config": "largo.config",
     "PRESETS": "largo.config",
     "train": "largo.train",
+    "distill": "largo.train",
+    "DistillSettings": "largo.train",
     "Trainer": "largo.train",
     "post_hoc_ema": "largo.train",
     "EvalSettings": "largo.evaluation",

@@ -30,7 +30,7 @@ class Parser(argparse.ArgumentParser):
 
 
 # Subcommand modules (largo.cli.<name>); each defines register(subparsers) and sets `func` on its parser.
-COMMANDS = ("demo", "train", "autoencoder", "sample", "edit", "checkpoints", "eval", "classifier", "viz", "report",
+COMMANDS = ("demo", "train", "distill", "autoencoder", "sample", "edit", "checkpoints", "eval", "classifier", "viz", "report",
             "sweep", "export", "ema", "serve")
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from largo.sampling import load_model, parse_classes, sample_to_folder
 
     device = resolve_device(args.device)
-    model = load_model(args.source, device, weights=args.weights)
+    model = load_model(args.source, device, weights=args.weights, steps=args.steps)
     options = sampling_options(args, model.cfg)
     classes = parse_classes(args.classes, model.class_names)
     generate, note = None, ""

@@ -27,8 +27,8 @@ def check_overrides(d: dict[str, Any], where: str, sections: tuple[str, ...] | N
             valid = sorted(n for n, (s, _) in fields.items() if not sections or s in sections)
             raise LargoError(f"unknown {where} field {k!r}; valid: {', '.join(valid)}")
         if k in FILLED_FIELDS:
-            raise LargoError(f"{k} is filled from the dataset (and the autoencoder) when a run starts; it cannot "
-                             f"be set")
+            raise LargoError(f"{k} is filled from the dataset (and the autoencoder, or by `largo distill`) when a "
+                             f"run starts; it cannot be set")
         out[k] = coerce_value(k, v, fields[k][1])
     return out
 

@@ -64,6 +64,9 @@ class ModelConfig:
     num_classes: int = 0
     input_size: int = 0  # the side of what the U-Net sees: the resolution, or resolution / f for latents (0: resolution)
     augment_dim: int = 0  # width of the augmentation conditioning (filled: data/augment.py's AUG_DIM when augment > 0)
+    # A guidance-distilled student (`largo distill`, Meng et al. 2023): the guidance scale w is an input of the net
+    # (sinusoidal features → MLP with a zero-initialised output, added to the block embedding), one pass per step.
+    guidance_input: bool = False
 
 
 @dataclass
@@ -327,7 +330,7 @@ def check_train(t: TrainConfig) -> None:
 
 
 # What a run fills in from its dataset (and autoencoder) when it starts: a flag or override cannot set them.
-FILLED_FIELDS = ("image_channels", "num_classes", "input_size", "augment_dim")
+FILLED_FIELDS = ("image_channels", "num_classes", "input_size", "augment_dim", "guidance_input")
 FIXED_SPLITS = ("fashion_mnist", "fashionmnist", "mnist", "cifar10")
 CONTINUOUS_SAMPLERS = ("euler", "heun")  # Karras sigmas: no timestep spacing
 

@@ -11,7 +11,7 @@ from largo.diffusion import edm
 from largo.diffusion.parameterization import check_prediction, to_eps, to_x0
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
-from largo.runtime import model_num_classes
+from largo.runtime import model_num_classes, unwrap_model
 
 
 @dataclass
@@ -51,6 +51,8 @@ class Denoiser:
     weaker denoiser of the same data (an earlier snapshot, a smaller net), the guide's conditional x0 replaces the
     unconditional branch: D = D_guide(x, y) + w · (D(x, y) − D_guide(x, y)), mixed on x0 (affine in every target,
     so the same as mixing ε), with the same w (`cfg_scale`), interval and mask; w = 1 is the conditional model. Labels `None` mean unconditional generation (the null class, no guidance).
+    A guidance-distilled student (`largo distill`; its net has a `guidance_embed`) takes w as an input: one
+    forward pass of B per step, w where guided and 1 elsewhere (the conditional model), no unconditional branch.
     The net is called in its parameter dtype with float32 t; results are float64. The caller puts the net in
     eval mode (dropout) and picks the weights (EMA); the Denoiser changes nothing on it.
     """
@@ -91,6 +93,9 @@ class Denoiser:
                 raise LargoError("the guide model has another noise schedule than the model; autoguidance needs the "
                                  "same schedule (and timesteps)")
         self.guide = guide
+        self.guidance_input = getattr(unwrap_model(net), "guidance_embed", None) is not None
+        if self.guidance_input and guide is not None:
+            raise LargoError("a guidance-distilled student takes w as an input; autoguidance does not apply to it")
         self.evaluations = 0  # network evaluations (images × forward passes of the model and of its guide)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -125,13 +130,15 @@ class Denoiser:
             mask &= (t >= lo) & (t <= hi)
         return mask
 
-    def _net(self, x_t: Tensor, t: Tensor, y: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+    def _net(self, x_t: Tensor, t: Tensor, y: Tensor, alpha: Tensor, sigma: Tensor,
+             guidance: Tensor | None = None) -> Tensor:
         self.evaluations += x_t.shape[0]
         dtype = _param_dtype(self.net)
         if self.prediction == "edm":  # the σ view: x_σ = x_t / α, σ = σ_t / α
             x_sigma, s = x_t / alpha, (sigma / alpha).reshape(-1)
             return edm.call_preconditioned(self.net, x_sigma.to(dtype), s, y, self.sigma_data).to(torch.float64)
-        out = self.net(x_t.to(dtype), t.to(torch.float32), y)
+        extra = {} if guidance is None else {"guidance": guidance.to(torch.float32)}
+        out = self.net(x_t.to(dtype), t.to(torch.float32), y, **extra)
         return out.to(torch.float64)
 
     # -- the denoiser ----------------------------------------------------------------------------
@@ -170,7 +177,10 @@ class Denoiser:
         guided = self._guided_mask(t, y)
         if self.guide is not None:
             return self._autoguided(x_t, t, y, abar, alpha, sigma, guided)
-        if self.cfg_scale == 0.0:  # w = 0 is the unconditional model: one pass, null label where guided
+        if self.guidance_input and self.cfg_scale != 0.0:  # a distilled student: w is an input, one pass
+            w = torch.where(guided, torch.full_like(t, self.cfg_scale, dtype=torch.float32), 1.0)
+            pred = self._net(x_t, t, y, alpha, sigma, guidance=w)
+        elif self.cfg_scale == 0.0:  # w = 0 is the unconditional model: one pass, null label where guided
             rows = guided.reshape(-1, *(1,) * (y.ndim - 1))
             pred = self._net(x_t, t, torch.where(rows, self._null(y), y), alpha, sigma)
         elif bool(guided.any()):

@@ -163,7 +163,7 @@ def evaluate_run(source: str | Path, settings: EvalSettings, sampling: dict | No
     settings.check()
     dist_info = init_distributed(resolve_device(settings.device))
     device = local_device(resolve_device(settings.device), dist_info)
-    model = load_model(source, device, weights=weights)
+    model = load_model(source, device, weights=weights, steps=(sampling or {}).get("steps"))  # a distilled run's student
     options = SamplingOptions.resolve(model.cfg, **(sampling or {}), label=label)
     cfg = model.cfg
     data_root = cfg.data.data_root if settings.data_root is None else settings.data_root

@@ -46,6 +46,16 @@ def _augment_map(augment_dim: int, emb_dim: int) -> nn.Linear:
     return layer
 
 
+# w → the sinusoidal features' argument: w in [0, 10] spans the same range as the timesteps (0 … 1000).
+GUIDANCE_SCALE = 100.0
+
+
+def _guidance_map(channels: int, emb_dim: int) -> nn.Sequential:
+    """A guidance-distilled student's w input (Meng et al. 2023): sinusoidal features of w → MLP whose output
+    layer starts at zero, so a student initialised from its teacher computes exactly the teacher's network."""
+    return nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), _zero(nn.Linear(emb_dim, emb_dim)))
+
+
 class ResBlock(nn.Module):
     """GN→SiLU→Conv3×3 → + projected embedding → GN→SiLU→Dropout→Conv3×3, with a 1×1 skip when widths differ."""
 
@@ -163,6 +173,7 @@ class UNet(nn.Module):
         self.embed_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.augment_dim = cfg.augment_dim
         self.augment_embed = _augment_map(cfg.augment_dim, emb_dim) if cfg.augment_dim else None
+        self.guidance_embed = _guidance_map(ch, emb_dim) if cfg.guidance_input else None
 
         def attn(width: int, res: int) -> nn.Module:
             return AttentionBlock(width, cfg.num_heads) if res in cfg.attention_resolutions else nn.Identity()
@@ -204,8 +215,8 @@ class UNet(nn.Module):
                 res *= 2
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, cfg.image_channels, 3, padding=1)))
 
-    def embed(self, t: torch.Tensor, y: torch.Tensor | None, augment_labels: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None, augment_labels: torch.Tensor | None = None,
+              guidance: torch.Tensor | None = None) -> torch.Tensor:
         emb = timestep_embedding(t, self.base_channels).to(self.embed_mlp[0].weight.dtype)  # e.g. a float64 net
         if self.class_embed is None:
             out = self.embed_mlp(emb)
@@ -218,12 +229,17 @@ class UNet(nn.Module):
             out = self.embed_mlp(emb) + c if self.class_embedding == "add" else self.embed_mlp(torch.cat([emb, c], dim=-1))
         if augment_labels is not None and self.augment_embed is not None:
             out = out + self.augment_embed(augment_labels.to(out.dtype))
+        if guidance is not None and self.guidance_embed is not None:
+            w = timestep_embedding(guidance.to(t.device).expand(t.shape[0]) * GUIDANCE_SCALE, self.base_channels)
+            out = out + self.guidance_embed(w.to(out.dtype))
         return out
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """`augment_labels` (B, augment_dim): the augmentation applied to x in training; None (sampling) = none."""
-        emb = self.embed(t.to(x.device), y, augment_labels)
+                augment_labels: torch.Tensor | None = None, guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """`augment_labels` (B, augment_dim): the augmentation applied to x in training; None (sampling) = none.
+        `guidance` (B,) or scalar: the guidance scale w of a guidance-distilled net (ignored by others; None = no
+        w term, the network it was initialised from)."""
+        emb = self.embed(t.to(x.device), y, augment_labels, guidance)
         h = self.input_conv(x)
         skips = [h]
         for level, down in zip(self.down, self.downsample):

@@ -11,11 +11,23 @@ from torch import nn
 from largo.autoencoder.latents import LatentSpace, latent_space_from_record
 from largo.checkpoint import run_root
 from largo.config import RunConfig
+from largo.io import read_json
 from largo.sampling.generate import generate_images
 from largo.sampling.guide import WEIGHT_FILES, load_network
 from largo.sampling.options import SamplingOptions
 
-__all__ = ["WEIGHT_FILES", "LoadedModel", "load_model"]
+__all__ = ["DISTILL_RECORD", "WEIGHT_FILES", "LoadedModel", "distilled_rounds", "load_model"]
+
+DISTILL_RECORD = "distill.json"  # in a `largo distill` run: teacher, guidance, and each finished round's run
+
+
+def distilled_rounds(source: str | Path) -> dict[int, Path]:
+    """{student steps: its round's run directory} of a `largo distill` run directory (empty for anything else)."""
+    record = Path(source) / DISTILL_RECORD
+    if not record.is_file():
+        return {}
+    rounds = read_json(record, "distillation record").get("rounds", {})
+    return {int(steps): Path(source) / rel for steps, rel in rounds.items()}
 
 
 @dataclass
@@ -47,9 +59,12 @@ class LoadedModel:
         return generate_images(self.net, self.cfg, labels, seeds, options, latent=self.latent, **kwargs)
 
 
-def load_model(source: str | Path, device: torch.device | str = "cpu", weights: str = "ema") -> LoadedModel:
+def load_model(source: str | Path, device: torch.device | str = "cpu", weights: str = "ema",
+               steps: int | None = None) -> LoadedModel:
     """Load a run directory (its latest checkpoint), a checkpoint folder or a released checkpoint's name, with
-    its EMA (default) or online weights, in eval mode on `device`."""
+    its EMA (default) or online weights, in eval mode on `device`. For a `largo distill` run, `steps` picks the
+    student distilled for that many steps (default: the run's latest, fewest-step student)."""
+    source = distilled_rounds(source).get(steps, source) if steps is not None else source
     net, cfg, ckpt, meta = load_network(source, device, weights)
     class_names = meta.get("class_names") or [str(i) for i in range(cfg.model.num_classes)]
     latent = latent_space_from_record(meta["latent"], device, base=ckpt) if meta.get("latent") else None

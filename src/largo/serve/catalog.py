@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from largo.checkpoint import latest_checkpoint, read_meta, released_checkpoints, resolve_checkpoint
+from largo.checkpoint import latest_checkpoint, read_meta, released_checkpoints, resolve_checkpoint, run_root
 from largo.config import SAMPLERS, RunConfig
 from largo.errors import LargoError
 from largo.metrics.classifier import DomainClassifier, check_classifier, find_classifier, load_classifier
 from largo.sampling import LoadedModel, load_model
+from largo.sampling.model import distilled_rounds
 
 RUN_SEARCH_DEPTH = 3  # runs/<study>/<group>/<run>
 CACHED_MODELS = 2
@@ -29,6 +30,8 @@ class ModelEntry:
     cfg: RunConfig
     class_names: list[str]
     latent: bool
+    # a `largo distill` run: the step counts of its students (each its own network), fewest last
+    step_choices: tuple[int, ...] = ()
 
     def describe(self) -> dict:
         s = self.cfg.sample
@@ -36,7 +39,8 @@ class ModelEntry:
                 "resolution": self.cfg.data.resolution, "latent": self.latent, "classes": self.class_names,
                 "samplers": list(SAMPLERS), "max_steps": self.cfg.diffusion.timesteps,
                 "conditional": self.cfg.model.num_classes > 0,
-                "defaults": {"sampler": s.sampler, "steps": s.sample_steps, "cfg": s.cfg}}
+                "defaults": {"sampler": s.sampler, "steps": s.sample_steps, "cfg": s.cfg},
+                "step_choices": list(self.step_choices)}
 
 
 def _entry(model_id: str, ckpt: Path, source: str) -> ModelEntry | None:
@@ -49,7 +53,9 @@ def _entry(model_id: str, ckpt: Path, source: str) -> ModelEntry | None:
     except (LargoError, KeyError, TypeError, ValueError, OSError):
         return None
     names = list(meta.get("class_names") or [str(i) for i in range(cfg.model.num_classes)]) or ["(unconditional)"]
-    return ModelEntry(model_id, ckpt, source, cfg, names, bool(meta.get("latent")))
+    run = run_root(ckpt)
+    choices = tuple(sorted(distilled_rounds(run), reverse=True)) if run is not None else ()
+    return ModelEntry(model_id, ckpt, source, cfg, names, bool(meta.get("latent")), choices)
 
 
 def _run_dirs(root: Path, depth: int = RUN_SEARCH_DEPTH) -> list[Path]:
@@ -109,13 +115,19 @@ class ModelCache:
     _classifiers: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def model(self, entry: ModelEntry) -> LoadedModel:
+    def model(self, entry: ModelEntry, steps: int | None = None) -> LoadedModel:
+        """The entry's network; for a distilled run, the student trained for `steps` when it has one."""
+        student = steps if steps in entry.step_choices else None
+        key = (entry.id, student)
         with self._lock:
-            if entry.id in self._models:
-                self._models.move_to_end(entry.id)
-                return self._models[entry.id]
-            model = load_model(entry.checkpoint, self.device)
-            self._models[entry.id] = model
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            if student is None:
+                model = load_model(entry.checkpoint, self.device)
+            else:
+                model = load_model(run_root(entry.checkpoint), self.device, steps=student)
+            self._models[key] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
             return model

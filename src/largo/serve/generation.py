@@ -67,7 +67,7 @@ def _verdicts(cache: ModelCache, entry: ModelEntry, images: torch.Tensor) -> lis
 def run_generation(job: Job, plan: Plan, cache: ModelCache) -> None:
     """Draw the plan's images batch by batch into `job.images`; stops between steps once the job is cancelled."""
     job.check_cancelled()
-    model = cache.model(plan.entry)
+    model = cache.model(plan.entry, plan.options.steps)
     n = len(plan.labels)
     batches = -(-n // plan.batch)
     per_batch = trajectory_length(model.cfg, plan.options)
@@ -99,7 +99,7 @@ class EditPlan(Plan):
 def run_edit(job: Job, plan: EditPlan, cache: ModelCache) -> None:
     """One edited image (image-to-image or inpainting) into `job.images`, with the classifier's verdict."""
     job.check_cancelled()
-    model = cache.model(plan.entry)
+    model = cache.model(plan.entry, plan.options.steps)
     kind = plan.edit["edit"]
     if kind == "img2img":
         result = image_to_image(model.net, model.cfg, plan.image, plan.labels, plan.edit["strength"], plan.seeds,
@@ -132,7 +132,7 @@ def _frames(n_steps: int, frames: int = TRAJECTORY_FRAMES) -> list[int]:
 def trajectory_strip(plan: Plan, k: int, cache: ModelCache) -> bytes:
     """PNG: x_t and the predicted x̂₀ at ~8 of the reverse steps of image k and its output, drawn again from
     its seed, label and settings (the same image as the grid's)."""
-    model = cache.model(plan.entry)
+    model = cache.model(plan.entry, plan.options.steps)
     n = trajectory_length(model.cfg, plan.options)
     idx = _frames(n)
     labels = torch.tensor([plan.labels[k]], dtype=torch.long)

@@ -31,6 +31,8 @@ function chooseModel(id) {
   $("sampler").replaceChildren(...m.samplers.map((s) => new Option(s, s, false, s === m.defaults.sampler)));
   $("steps").value = m.defaults.steps;
   $("steps").max = Math.min(m.max_steps, state.limits.steps);
+  // a distilled run: its students' step counts (each its own network) are the suggested values
+  $("step-choices").replaceChildren(...(m.step_choices || []).map((n) => new Option(String(n))));
   $("cfg").value = m.defaults.cfg;
   $("cfg").disabled = !m.conditional;
   $("cfg-value").textContent = $("cfg").value;

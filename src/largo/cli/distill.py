@@ -1,0 +1,64 @@
+"""`largo distill`: few-step students of a guided teacher (progressive distillation, guidance folded in)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cfg_range(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W or LO,HI (numbers), got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected W or LO,HI, got {text!r}")
+    return (values[0], values[-1])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="distill a guided model into few-step students (writes a run directory)",
+                       description="Progressive distillation (Salimans & Ho 2022) with the guidance folded into "
+                                   "the student (Meng et al. 2023): each round halves the DDIM steps, from --steps "
+                                   "down to --to; the student takes w as input (one pass per step). Trains on the "
+                                   "teacher's own samples: no dataset. Run it again to continue an interrupted one.")
+    p.add_argument("teacher", metavar="RUN_OR_NAME", help="run directory, checkpoint folder or released name")
+    p.add_argument("--steps", type=int, required=True, help="the first student's steps (a power of two; its "
+                                                            "teacher walks twice as many)")
+    p.add_argument("--to", type=int, help="the last student's steps (default: --steps, one round)")
+    p.add_argument("--cfg", type=_cfg_range, help="guidance w of the teacher's target: W, or LO,HI drawn "
+                                                  "uniformly (default: the teacher's sample cfg)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--iters-per-round", type=int, default=0, help="optimizer steps per round")
+    budget.add_argument("--minutes-per-round", type=float, default=0.0, help="wall-clock minutes per round")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--pool", type=int, default=1000, help="teacher samples to distill on (default 1000)")
+    p.add_argument("--pool-steps", type=int, default=0, help="the teacher's sampler steps for them (default: its "
+                                                              "sample config's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="the students' run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from largo.sampling.guide import load_network
+    from largo.train.distill import DistillSettings, distill
+
+    cfg_range = args.cfg
+    if cfg_range is None:
+        w = load_network(args.teacher, "cpu")[1].sample.cfg
+        cfg_range = (w, w)
+    settings = DistillSettings(args.steps, args.to or args.steps, cfg_range, args.iters_per_round,
+                               args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed)
+    summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
+                      progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
+    for steps, r in summary["rounds"].items():
+        print(f"largo: {steps}-step student ({r['minutes']:.1f} min) → {r['run']}")
+    if summary["stop_reason"] != "done":
+        print(f"largo: stopped ({summary['stop_reason']}); run the same command again to continue")
+    print(f"largo: students in {summary['out']} (largo sample {summary['out']} --steps N)")
+    return 0

@@ -1,0 +1,187 @@
+"""`largo distill` as one call: a guided teacher in, few-step students out (train/distill_task.py says how).
+
+Layout of OUT (an ordinary run directory: `largo sample/eval/serve OUT` use its fewest-step student so far):
+    distill.json             teacher, guidance range, the plan, each finished round's run and CPU minutes
+    teacher_samples.pt       the teacher's own samples (x0 in the space the network sees) and labels: the data
+    rounds/steps-N/          round N's run directory (config.json, checkpoints/, log.jsonl, samples/): resumable
+    config.json, checkpoints/   the latest finished round's student (its config samples with ddim at N steps)
+Running the same command again continues an interrupted distillation (the round in progress resumes bit-exactly
+from its last checkpoint, finished rounds are kept).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from largo.checkpoint import latest_checkpoint, save_checkpoint, write_config
+from largo.config import RunConfig
+from largo.data import ImageSet
+from largo.diffusion.samplers import sample
+from largo.errors import LargoError
+from largo.io import atomic_write_json, read_json
+from largo.runtime import resolve_device
+from largo.sampling import SamplingOptions
+from largo.sampling.generate import image_shape, make_denoiser
+from largo.sampling.guide import load_network
+from largo.sampling.model import DISTILL_RECORD
+from largo.train.distill_task import DistillTask
+from largo.train.trainer import Trainer
+
+POOL_FILE = "teacher_samples.pt"
+POOL_SEED = 50_000_000  # the teacher's samples use seeds POOL_SEED + i (evaluations use small seeds)
+
+
+@dataclasses.dataclass
+class DistillSettings:
+    steps: int  # the first round's student steps (its teacher walks twice as many)
+    to: int  # the last round's (halving each round)
+    cfg_range: tuple[float, float]  # w of the teacher's target; the student takes w as input
+    iters_per_round: int = 0  # optimizer steps per round (0: only the time budget)
+    minutes_per_round: float = 0.0  # wall-clock budget per round (0: none)
+    batch_size: int = 32
+    lr: float = 1e-4
+    pool: int = 1000  # teacher samples to distill on
+    pool_steps: int = 0  # the teacher's sampler steps for them (0: its sample config's)
+    seed: int = 0
+
+    def check(self) -> None:
+        for name, n in (("--steps", self.steps), ("--to", self.to)):
+            if n < 1 or n & (n - 1):
+                raise LargoError(f"{name} must be a power of two (1, 2, 4, 8, …), got {n}")
+        if self.to > self.steps:
+            raise LargoError(f"--to {self.to} is more steps than --steps {self.steps}; rounds halve the steps")
+        lo, hi = self.cfg_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
+            raise LargoError(f"the guidance range must satisfy 1 <= LO <= HI <= 20, got {lo:g},{hi:g}")
+        if self.iters_per_round <= 0 and self.minutes_per_round <= 0:
+            raise LargoError("give --iters-per-round or --minutes-per-round (how long each round trains)")
+        if self.batch_size < 1 or self.pool < self.batch_size or not self.lr > 0:
+            raise LargoError(f"need batch size >= 1, --pool >= batch size and lr > 0 (got {self.batch_size}, "
+                             f"{self.pool}, {self.lr:g})")
+
+    @property
+    def plan(self) -> list[int]:
+        return [self.steps >> k for k in range(int(math.log2(self.steps // self.to)) + 1)]
+
+
+def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
+    if meta.get("latent"):
+        raise LargoError(f"{source} is a latent model; distillation supports pixel models for now")
+    if cfg.diffusion.prediction not in ("eps", "x0", "v"):
+        raise LargoError(f"{source} predicts {cfg.diffusion.prediction}; distillation needs an eps, x0 or v model")
+    if cfg.model.num_classes == 0:
+        raise LargoError(f"{source} is unconditional; guided distillation needs a class-conditional teacher")
+    if cfg.model.guidance_input:
+        raise LargoError(f"{source} is already a distilled student; distill its teacher with a smaller --to")
+
+
+def _open_out(out: Path, record: dict) -> dict:
+    """The distillation record of OUT: a new one, or the existing one when the same distillation continues."""
+    path = out / DISTILL_RECORD
+    if path.is_file():
+        old = read_json(path, "distillation record")
+        if {k: old.get(k) for k in record} != record:
+            raise LargoError(f"{out} holds another distillation ({old.get('teacher')}, steps {old.get('plan')}); "
+                             f"choose another --out or repeat its settings to continue it")
+        return old
+    if out.exists() and any(out.iterdir()):
+        raise LargoError(f"{out} exists and is not a distillation run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return {**record, "rounds": {}, "minutes": {}}
+
+
+def teacher_pool(out: Path, net: torch.nn.Module, cfg: RunConfig, n: int, steps: int, w: float,
+                 device: torch.device, log: Callable[[str], Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's own samples (its default sampler and steps, guidance w), cached in OUT."""
+    path = out / POOL_FILE
+    if not path.is_file():
+        start = time.time()
+        options = SamplingOptions.resolve(cfg, cfg=w, clip_x0=True, steps=steps or None)
+        denoiser = make_denoiser(net, cfg, options)
+        labels = torch.arange(n) % cfg.model.num_classes
+        chunks = []
+        for lo in range(0, n, 64):
+            y = labels[lo:lo + 64]
+            chunks.append(sample(denoiser, (len(y), *image_shape(cfg)), y.to(device), sampler=options.sampler,
+                                 steps=options.steps, spacing=options.spacing, eta=options.eta, clip_x0=True,
+                                 seeds=[POOL_SEED + lo + i for i in range(len(y))], device=device).cpu())
+        torch.save({"x0": torch.cat(chunks).clamp(-1, 1), "labels": labels}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+        log(f"{n} teacher samples ({options.describe()}) in {(time.time() - start) / 60:.1f} min → {path}")
+    pool = torch.load(path, weights_only=True)
+    return pool["x0"], pool["labels"]
+
+
+def student_config(teacher: RunConfig, s: DistillSettings, steps: int, device: str, precision: str) -> RunConfig:
+    lo, hi = s.cfg_range
+    t = dataclasses.replace(
+        teacher.train, steps=s.iters_per_round or 10**9, epochs=0, max_minutes=s.minutes_per_round,
+        batch_size=s.batch_size, grad_accum=1, lr=s.lr, lr_warmup=0, lr_schedule="constant", ema_decay=0.995,
+        ema_warmup=True, ema_power=0.0, seed=s.seed, device=device, precision=precision, compile=False,
+        log_every=10, sample_every=0, checkpoint_every=max(1, min(100, s.iters_per_round or 100)), keep=2,
+        init_from="", eval_every=0, phema_every=0, channels_last=False)
+    return dataclasses.replace(
+        teacher, preset="", train=t, data=dataclasses.replace(teacher.data, hflip=False, augment=0.0),
+        model=dataclasses.replace(teacher.model, guidance_input=True),
+        sample=dataclasses.replace(teacher.sample, sampler="ddim", sample_steps=steps, eta=0.0, spacing="trailing",
+                                   cfg=hi if lo == hi else teacher.sample.cfg, clip_x0=False))
+
+
+# long function: the rounds, their resume and their records in one place; the work is in the Trainer and the task
+def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, device: str = "auto",
+            precision: str = "auto", progress: bool = True, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Distill `teacher` (a released name, a run or a checkpoint) into students of settings.plan steps under
+    `out`; continue the same distillation when `out` holds it. Returns {"out", "rounds", "stop_reason"}."""
+    settings.check()
+    out = Path(out)
+    dev = resolve_device(device)
+    net, tcfg, tckpt, tmeta = load_network(teacher, dev)
+    _check_teacher(tcfg, tmeta, str(teacher))
+    lo, hi = settings.cfg_range
+    record = {"teacher": str(teacher), "teacher_step": int(tmeta.get("step", 0)), "plan": settings.plan,
+              "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
+              "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
+              "batch_size": settings.batch_size, "lr": settings.lr}
+    state = _open_out(out, record)
+    atomic_write_json(out / DISTILL_RECORD, state)
+    pool_w = hi if lo == hi else tcfg.sample.cfg
+    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log)
+    class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
+    data = ImageSet(x0, labels, class_names)
+    clip, summary = tcfg.sample.clip_x0, {"out": str(out), "rounds": {}, "stop_reason": "done"}
+    teacher_name, total_iters = str(teacher), 0
+    for steps in settings.plan:
+        run_dir = out / "rounds" / f"steps-{steps}"
+        scfg = student_config(tcfg, settings, steps, device, precision)
+        info = {"teacher": teacher_name, "teacher_steps": 2 * steps, "steps": steps, "cfg_range": [lo, hi],
+                "origin": str(teacher)}
+        task = DistillTask(scfg, dev, net, clip, (lo, hi), info)
+        trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress,
+                          data=data, task=task)
+        if str(steps) not in state["rounds"]:
+            log(f"round {steps} steps (teacher: {teacher_name} at {2 * steps} DDIM steps, w in [{lo:g}, {hi:g}]) "
+                f"from step {trainer.step}; run: {run_dir}")
+            result = trainer.fit()
+            if result["stop_reason"] == "signal":
+                return {**summary, "stop_reason": "signal"}
+            state["rounds"][str(steps)] = str(run_dir.relative_to(out))
+            state["minutes"][str(steps)] = round(trainer.elapsed_before / 60 + result["minutes"], 3)
+            state["iters"] = {**state.get("iters", {}), str(steps): trainer.step}
+            total_iters += trainer.step
+            save_checkpoint(out, total_iters, trainer.net, trainer.ema.net, trainer._state(), scfg, 1, class_names,
+                            task.meta())
+            write_config(out, scfg)
+            atomic_write_json(out / DISTILL_RECORD, state)
+        else:
+            total_iters += trainer.step
+        summary["rounds"][steps] = {"minutes": state["minutes"][str(steps)], "run": str(run_dir)}
+        net = trainer.ema.net.eval()
+        teacher_name, clip = f"{out.name}/rounds/steps-{steps}", False
+    return summary
