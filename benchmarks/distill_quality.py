@@ -79,7 +79,8 @@ def main() -> None:
     p.add_argument("--students", required=True, help="a `largo distill` run directory")
     p.add_argument("--steps", type=int, nargs="*", default=[8, 4, 2, 1], help="the students to measure")
     p.add_argument("--teacher-sampler", default="dpmpp2m")
-    p.add_argument("--teacher-steps", type=int, default=20)
+    p.add_argument("--teacher-steps", type=int, default=20, help="0: do not measure the teacher (only the judges' "
+                                                                   "reference comes from it)")
     p.add_argument("--baselines", nargs="*", default=["ddim:8", "ddim:4", "ddim:2", "ddim:1"],
                    help="the teacher at few steps too (SAMPLER:STEPS, guided at w): what distillation is up against")
     p.add_argument("--w", type=float, default=3.0)
@@ -93,7 +94,8 @@ def main() -> None:
     teacher = load_model(a.teacher)
     judges = Judges(teacher.cfg.data.dataset, teacher.cfg.data.resolution, a.classifiers)
     rows = [measure(f"teacher-{a.teacher_sampler}{a.teacher_steps}", teacher, SamplingOptions.resolve(
-        teacher.cfg, sampler=a.teacher_sampler, steps=a.teacher_steps, cfg=a.w, precision="fp32"), judges, a)]
+        teacher.cfg, sampler=a.teacher_sampler, steps=a.teacher_steps, cfg=a.w, precision="fp32"), judges, a)
+            ] if a.teacher_steps else []
     for spec in a.baselines:
         sampler, steps = spec.split(":")
         rows.append(measure(f"teacher-{sampler}{steps}", teacher, SamplingOptions.resolve(

@@ -213,3 +213,15 @@ def test_the_playground_offers_the_students_step_counts(students):
     cache = ModelCache(torch.device("cpu"))
     assert cache.model(entry, 2).meta["distill"]["steps"] == 2
     assert cache.model(entry, 1).meta["distill"]["steps"] == cache.model(entry, 7).meta["distill"]["steps"] == 1
+
+
+def test_the_student_is_trained_on_the_samplers_own_grid():
+    from largo.errors import LargoError
+    from largo.train.distill_task import nested_grid
+
+    schedule = NoiseSchedule.make("linear", 1000)
+    for steps in (1, 2, 4, 8, 16, 32):
+        fine, abar = nested_grid(schedule, steps, "trailing")
+        assert torch.equal(fine[::2], schedule.timesteps(steps, "trailing")) and abar[-1] == 1.0
+    with pytest.raises(LargoError, match="nested grids"):
+        nested_grid(schedule, 4, "leading")
