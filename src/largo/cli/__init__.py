@@ -30,8 +30,8 @@ class Parser(argparse.ArgumentParser):
 
 
 # Subcommand modules (largo.cli.<name>); each defines register(subparsers) and sets `func` on its parser.
-COMMANDS = ("demo", "train", "distill", "autoencoder", "sample", "edit", "checkpoints", "eval", "classifier", "viz", "report",
-            "sweep", "export", "ema", "serve")
+COMMANDS = ("demo", "train", "distill", "autoencoder", "sample", "edit", "checkpoints", "eval", "classifier", "viz",
+            "report", "sweep", "export", "ema", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,14 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from largo.sampling.guide import load_network
     from largo.train.distill import DistillSettings, distill
 
-    cfg_range = args.cfg
-    if cfg_range is None:
-        w = load_network(args.teacher, "cpu")[1].sample.cfg
-        cfg_range = (w, w)
-    settings = DistillSettings(args.steps, args.to or args.steps, cfg_range, args.iters_per_round,
+    settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
                                args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))

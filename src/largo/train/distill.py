@@ -31,7 +31,7 @@ from largo.sampling import SamplingOptions
 from largo.sampling.generate import image_shape, make_denoiser
 from largo.sampling.guide import load_network
 from largo.sampling.model import DISTILL_RECORD
-from largo.train.distill_task import DistillTask
+from largo.train.distill_task import SUPPORTED_PREDICTIONS, DistillTask
 from largo.train.trainer import Trainer
 
 POOL_FILE = "teacher_samples.pt"
@@ -42,7 +42,7 @@ POOL_SEED = 50_000_000  # the teacher's samples use seeds POOL_SEED + i (evaluat
 class DistillSettings:
     steps: int  # the first round's student steps (its teacher walks twice as many)
     to: int  # the last round's (halving each round)
-    cfg_range: tuple[float, float]  # w of the teacher's target; the student takes w as input
+    cfg_range: tuple[float, float] | None  # w of the teacher's target, the student's input (None: the teacher's cfg)
     iters_per_round: int = 0  # optimizer steps per round (0: only the time budget)
     minutes_per_round: float = 0.0  # wall-clock budget per round (0: none)
     batch_size: int = 32
@@ -57,14 +57,15 @@ class DistillSettings:
                 raise LargoError(f"{name} must be a power of two (1, 2, 4, 8, …), got {n}")
         if self.to > self.steps:
             raise LargoError(f"--to {self.to} is more steps than --steps {self.steps}; rounds halve the steps")
-        lo, hi = self.cfg_range
-        if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
-            raise LargoError(f"the guidance range must satisfy 1 <= LO <= HI <= 20, got {lo:g},{hi:g}")
         if self.iters_per_round <= 0 and self.minutes_per_round <= 0:
             raise LargoError("give --iters-per-round or --minutes-per-round (how long each round trains)")
         if self.batch_size < 1 or self.pool < self.batch_size or not self.lr > 0:
             raise LargoError(f"need batch size >= 1, --pool >= batch size and lr > 0 (got {self.batch_size}, "
                              f"{self.pool}, {self.lr:g})")
+        if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
+            lo, hi = self.cfg_range
+            if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
+                raise LargoError(f"the guidance range must satisfy 1 <= LO <= HI <= 20, got {lo:g},{hi:g}")
 
     @property
     def plan(self) -> list[int]:
@@ -74,7 +75,7 @@ class DistillSettings:
 def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
     if meta.get("latent"):
         raise LargoError(f"{source} is a latent model; distillation supports pixel models for now")
-    if cfg.diffusion.prediction not in ("eps", "x0", "v"):
+    if cfg.diffusion.prediction not in SUPPORTED_PREDICTIONS:
         raise LargoError(f"{source} predicts {cfg.diffusion.prediction}; distillation needs an eps, x0 or v model")
     if cfg.model.num_classes == 0:
         raise LargoError(f"{source} is unconditional; guided distillation needs a class-conditional teacher")
@@ -144,6 +145,9 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     dev = resolve_device(device)
     net, tcfg, tckpt, tmeta = load_network(teacher, dev)
     _check_teacher(tcfg, tmeta, str(teacher))
+    if settings.cfg_range is None:  # the teacher's own guidance scale
+        settings = dataclasses.replace(settings, cfg_range=(tcfg.sample.cfg, tcfg.sample.cfg))
+        settings.check()
     lo, hi = settings.cfg_range
     record = {"teacher": str(teacher), "teacher_step": int(tmeta.get("step", 0)), "plan": settings.plan,
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
