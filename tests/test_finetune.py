@@ -191,6 +191,20 @@ def test_evaluation_while_training_logs_keeps_best_and_leaves_resume_bit_exact(t
             if e.get("event") == "eval"] == [2, 3, 4, 6]  # 3: the end of the first process
 
 
+def test_evaluation_on_a_small_folder_says_its_held_out_set_is_small(tmp_path):
+    folder = _gray_folder(tmp_path / "data", ["a", "b"], per_class=30)  # 60 images: 3 held out (5 %)
+    cfg = tiny_config(eval_n=4)
+    cfg.data = dataclasses.replace(cfg.data, dataset=f"folder:{folder}", data_root="", resolution=16, hflip=False)
+    cfg.model = dataclasses.replace(cfg.model, num_classes=2)
+    from largo.data import load_images
+    from largo.train.monitor import TrainingEval
+
+    lines: list[str] = []
+    TrainingEval(cfg, load_images(cfg.data.dataset, "train", 16), torch.device("cpu"), log=lines.append)
+    note = [ln for ln in lines if "held-out images" in ln]
+    assert len(note) == 1 and "compares with 3 held-out images" in note[0] and "--ref-split all`" in note[0]
+
+
 @pytest.mark.slow
 def test_report_draws_the_evaluations_and_ema_lengths_sample(tmp_path, data_root):
     run = tmp_path / "run"

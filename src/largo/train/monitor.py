@@ -34,6 +34,7 @@ from largo.sampling import SamplingOptions, generate_images
 from largo.train.rng import rng_state, set_rng_state
 
 REFERENCE_N = 2000  # held-out images the FD and recall compare against (a fixed seeded subset of the split)
+FEW_HELDOUT = 200  # below this many held-out images (a folder of 4,000 or fewer), the FD and recall are noisy
 LOWER_IS_BETTER = {"fd": True, "accuracy": False, "recall": False}
 
 
@@ -73,6 +74,10 @@ class TrainingEval:
                            split_seed=d.split_seed)
         if len(held) < 2:
             raise LargoError(f"in-training evaluation needs held-out images; {d.dataset}'s test split has {len(held)}")
+        if len(held) < FEW_HELDOUT:
+            log(f"largo: note: the in-training evaluation compares with {len(held)} held-out images (the test split "
+                f"of {d.dataset}): FD, recall and the memorisation threshold are noisy with so few; compare runs "
+                f"on accuracy and memorised, and score the final checkpoint with `largo eval RUN --ref-split all`")
         order = torch.randperm(len(held), generator=torch.Generator().manual_seed(0))
         reference = held.images[order[:REFERENCE_N]]
         self.space = None
