@@ -28,3 +28,11 @@ taskset -c 0 .venv/bin/largo train $COMMON --run-dir runs/ft/flowers5-scratch > 
 taskset -c 0 .venv/bin/largo train $COMMON --augment 0.12 --run-dir runs/ft/flowers5-augment \
     > runs/ft/flowers5-augment.out 2>&1
 echo done > runs/ft/flowers5.done
+# the final checkpoints: 500 seeded samples scored against all 978 images of the five classes (the 49 held out are
+# too few for FD), and a grid of 8 a class (seeds 0–7 each)
+for arm in scratch augment; do
+    taskset -c 0 .venv/bin/largo eval runs/ft/flowers5-$arm --classifier runs/judges/flowers5-32 --ref-split all \
+        --n 500 --no-inception --device cpu > runs/ft/flowers5-$arm-eval.txt 2>&1
+    taskset -c 0 .venv/bin/largo sample runs/ft/flowers5-$arm --n 8 --device cpu --out runs/ft/flowers5-$arm-grid \
+        > /dev/null 2>&1
+done
