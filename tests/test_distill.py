@@ -269,6 +269,125 @@ def test_the_plain_first_teacher_and_a_reused_pool_through_the_cli(students, tea
     assert "is not a pool of 4 teacher samples" in err and len(err.splitlines()) == 1
 
 
+def test_consistency_distillation_through_the_cli_serves_every_step_count(teacher, students, tmp_path):
+    out = tmp_path / "cd"
+    assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--method", "consistency",
+                 "--cd-grid", "4", "--pool-from", str(students), "--out", str(out), *TINY]) == 0
+    record = json.loads((out / "distill.json").read_text())
+    assert record["method"] == "consistency" and record["cd_grid"] == 4 and set(record["minutes"]) == {"consistency"}
+    assert record["rounds"] == {"2": "rounds/consistency", "1": "rounds/consistency"}
+    for steps in (2, 1):
+        model = load_model(out, steps=steps)
+        assert model.meta["distill"]["method"] == "consistency" and model.meta["distill"]["step_counts"] == [2, 1]
+        options = SamplingOptions.resolve(model.cfg, steps=steps)
+        denoiser = make_denoiser(model.net, model.cfg, options)
+        sample(denoiser, (2, 1, 16, 16), torch.tensor([0, 1]), sampler="ddim", steps=steps)
+        assert denoiser.evaluations == 2 * steps
+    assert main(["distill", str(teacher), "--steps", "4", "--to", "1", "--cfg", "3", "--method", "consistency",
+                 "--cd-grid", "6", "--out", str(tmp_path / "bad"), *TINY]) == 2
+
+
+def test_consistency_resume_mid_run_is_bit_exact_including_the_target_network(teacher, tmp_path):
+    from largo.train.consistency_task import ConsistencyTask
+
+    net, tcfg, _, _ = load_network(teacher)
+    pool = ImageSet(torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8) % 10, [str(i) for i in range(10)])
+
+    def trainer(run, iters, resume=False):
+        scfg = student_config(tcfg, DistillSettings(2, 1, (1.0, 5.0), iters, batch_size=4, pool=8), 1, "cpu", "fp32")
+        scfg.train = dataclasses.replace(scfg.train, checkpoint_every=2)
+        task = ConsistencyTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 1, "teacher": "t"},
+                               grid_steps=4, target_decay=0.5, step_counts=(2, 1))
+        return Trainer(scfg, run, resume=resume, progress=False, data=pool, task=task), task
+
+    full, full_task = trainer(tmp_path / "full", 4)
+    full.fit()
+    trainer(tmp_path / "part", 2)[0].fit()
+    resumed, task = trainer(tmp_path / "part", 4, resume=True)
+    assert resumed.step == 2
+    resumed.fit()
+    for a, b in zip(_weights(tmp_path / "full"), _weights(tmp_path / "part")):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    full_target, part_target = full_task.target_net.state_dict(), task.target_net.state_dict()
+    assert all(torch.equal(full_target[k], part_target[k]) for k in full_target)
+    assert not all(torch.equal(full_target[k], full.net.state_dict()[k]) for k in full_target)  # θ⁻ lags θ
+
+
+def test_the_consistency_student_reproduces_the_teachers_ode_on_a_toy_problem(tmp_path, monkeypatch):
+    """Consistency distillation on the point-mass toy problem (w drawn from [1, 5]): the student's one DDIM step at
+    w lands where the teacher's DDIM walk over the whole 2-point grid does (one bootstrapped interval and the
+    boundary one): mean absolute error <= 0.03 and every image within 0.1, at w = 1, 3 and 5. (On a 4-point grid
+    the same 800 steps leave a mean error of 0.16: consistency distillation converges slowly, see DISTILL.md.)"""
+    from largo.train.consistency_task import ConsistencyTask
+
+    class ToyCD(ConsistencyTask):
+        build_net, grid = ToyTask.build_net, ToyTask.grid
+
+    monkeypatch.setattr(Trainer, "sample_grid", lambda self, writer=None: None)
+    cfg = _toy_config()
+    settings = DistillSettings(1, 1, (1.0, 5.0), iters_per_round=800, batch_size=128, lr=1e-2, pool=512)
+    scfg = student_config(cfg, settings, 1, "cpu", "fp32")
+    scfg.train = dataclasses.replace(scfg.train, checkpoint_every=800, log_every=800, ema_decay=0.9, grad_clip=0.0)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    teacher = ToyTeacher(schedule)
+    pool = ImageSet(torch.tensor([-0.5, 0.5]).repeat(256).view(-1, 1, 1, 1), torch.arange(512) % 2, ["a", "b"])
+    task = ToyCD(scfg, torch.device("cpu"), teacher, True, (1.0, 5.0), {"steps": 1}, grid_steps=2,
+                 target_decay=0.9)
+    trainer = Trainer(scfg, tmp_path / "toy", progress=False, data=pool, task=task)
+    trainer.fit()
+    student = trainer.ema.net.eval()
+    worst, mean = 0.0, 0.0
+    for w in (1.0, 3.0, 5.0):
+        y = torch.arange(64) % 2
+        ref = sample(Denoiser(teacher, schedule, "v", cfg_scale=w, num_classes=2), (64, 1, 1, 1), y,
+                     sampler="ddim", steps=2, clip_x0=True)
+        got = sample(Denoiser(student, schedule, "v", cfg_scale=w, num_classes=2), (64, 1, 1, 1), y,
+                     sampler="ddim", steps=1)
+        worst, mean = max(worst, float((got - ref).abs().max())), max(mean, float((got - ref).abs().mean()))
+    assert mean <= 0.03 and worst <= 0.1, (mean, worst)
+
+
+class ExactConsistency(nn.Module):
+    """The Gaussian toy's exact consistency function (the ODE's endpoint from (x, t)), as a v-prediction; `shift`
+    evaluates it at the wrong time (t + shift)."""
+
+    guidance_embed = None
+
+    def __init__(self, teacher: GaussianTeacher, shift: int = 0):
+        super().__init__()
+        self.teacher, self.shift = teacher, shift
+        self.anchor = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x, t, y, guidance=None):
+        a = self.teacher.abar[(t.round().long() + self.shift).clamp(max=999)].view(-1, 1, 1, 1)
+        s, mu = self.teacher.s, self.teacher.mu(y)
+        x0 = mu + s / (a * s**2 + 1 - a).sqrt() * (x.double() - a.sqrt() * mu)
+        return (a.sqrt() * x - x0) / (1 - a).sqrt()
+
+
+def test_the_exact_consistency_function_is_the_fixed_point_of_the_consistency_loss():
+    """On the Gaussian toy (ODE in closed form), the loss of the exact consistency function is only the teacher's
+    one-DDIM-step error: it vanishes as the grid is refined (4 → 32 points), and the same function evaluated 50
+    timesteps off scores far worse."""
+    from largo.train.consistency_task import ConsistencyTask
+
+    cfg = _toy_config()
+    teacher = GaussianTeacher(NoiseSchedule.from_config(cfg.diffusion))
+    scfg = student_config(cfg, DistillSettings(1, 1, (1.0, 1.0), iters_per_round=1), 1, "cpu", "fp32")
+    x, y = torch.tensor([-0.5, 0.5], dtype=torch.float64).repeat(256).view(-1, 1, 1, 1), torch.arange(512) % 2
+    losses = {}
+    for grid in (4, 32):
+        task = ConsistencyTask(scfg, torch.device("cpu"), teacher, False, (1.0, 1.0), {"steps": 1},
+                               grid_steps=grid, target_decay=0.0)
+        for shift in (0, 50):
+            student = ExactConsistency(teacher, shift)
+            task.setup(student, False)
+            torch.manual_seed(0)
+            losses[grid, shift] = float(task.loss(student, student, x, y, 0, (0, 1)))
+    assert losses[32, 0] < 1e-5 and losses[32, 0] < losses[4, 0] / 100, losses
+    assert losses[32, 50] > 4 * losses[32, 0], losses
+
+
 def _weights(run):
     ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
     return load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")

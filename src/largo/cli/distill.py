@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "DPM-Solver++(2M); ddim with --teacher-substeps 2 is plain progressive distillation)")
     p.add_argument("--teacher-substeps", type=int, default=4, help="the first round teacher's steps per student "
                                                                     "step (default 4; later rounds: 2 DDIM steps)")
+    p.add_argument("--method", default="progressive", choices=("progressive", "consistency"),
+                   help="progressive: rounds halving the steps (default); consistency: consistency distillation "
+                        "(Song et al. 2023), one network for every step count from --steps to --to, trained once "
+                        "with the whole --iters-per-round / --minutes-per-round budget")
+    p.add_argument("--cd-grid", type=int, default=32, help="consistency: the teacher's grid points (default 32)")
+    p.add_argument("--cd-target-decay", type=float, default=0.95, help="consistency: the target network's EMA "
+                                                                        "decay (default 0.95)")
     p.add_argument("--pool-from", default="", metavar="FILE", help="reuse a teacher_samples.pt (or the folder "
                                                                     "holding one) of the same teacher, w and --pool")
     p.add_argument("--seed", type=int, default=0)
@@ -56,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
                                args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed,
-                               args.teacher_solver, args.teacher_substeps, args.pool_from)
+                               args.teacher_solver, args.teacher_substeps, args.pool_from, args.method, args.cd_grid,
+                               args.cd_target_decay)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
     for steps, r in summary["rounds"].items():

@@ -31,6 +31,7 @@ from largo.sampling import SamplingOptions
 from largo.sampling.generate import image_shape, make_denoiser
 from largo.sampling.guide import load_network
 from largo.sampling.model import DISTILL_RECORD
+from largo.train.consistency_task import ConsistencyTask
 from largo.train.distill_task import SUPPORTED_PREDICTIONS, TEACHER_SOLVERS, DistillTask
 from largo.train.trainer import Trainer
 
@@ -56,6 +57,12 @@ class DistillSettings:
     teacher_solver: str = "dpmpp2m"
     teacher_substeps: int = 4
     pool_from: str = ""  # an existing teacher_samples.pt to reuse (same teacher, w and pool size) instead of sampling
+    # "progressive" (rounds halving the steps) or "consistency" (Song et al. 2023: one network, trained once, for
+    # every step count of the plan, on a cd_grid-point grid with an EMA target network of decay cd_target_decay;
+    # iters_per_round / minutes_per_round are its whole budget)
+    method: str = "progressive"
+    cd_grid: int = 32
+    cd_target_decay: float = 0.95
 
     def check(self) -> None:
         for name, n in (("--steps", self.steps), ("--to", self.to)):
@@ -71,6 +78,11 @@ class DistillSettings:
         if self.teacher_solver not in TEACHER_SOLVERS or self.teacher_substeps < 1:
             raise LargoError(f"--teacher-solver must be one of {', '.join(TEACHER_SOLVERS)} and --teacher-substeps "
                              f">= 1, got {self.teacher_solver} and {self.teacher_substeps}")
+        if self.method not in ("progressive", "consistency"):
+            raise LargoError(f"--method must be progressive or consistency, got {self.method}")
+        if self.method == "consistency" and (self.cd_grid % self.steps or not 0 <= self.cd_target_decay < 1):
+            raise LargoError(f"--cd-grid must be a multiple of --steps and --cd-target-decay in [0, 1), got "
+                             f"{self.cd_grid} and {self.cd_target_decay:g}")
         if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
             lo, hi = self.cfg_range
             if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
@@ -92,7 +104,7 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
         raise LargoError(f"{source} is already a distilled student; distill its teacher with a smaller --to")
 
 
-LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2}  # what records written before these settings mean
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}  # what records written before these settings mean
 
 
 def _open_out(out: Path, record: dict) -> dict:
@@ -184,7 +196,10 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
               "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
               "batch_size": settings.batch_size, "lr": settings.lr, "teacher_solver": settings.teacher_solver,
-              "teacher_substeps": settings.teacher_substeps}
+              "teacher_substeps": settings.teacher_substeps, "method": settings.method}
+    if settings.method == "consistency":  # its teacher takes one DDIM step on the CD grid
+        record.update(teacher_solver="ddim", teacher_substeps=1, cd_grid=settings.cd_grid,
+                      cd_target_decay=settings.cd_target_decay)
     state = _open_out(out, record)
     atomic_write_json(out / DISTILL_RECORD, state)
     pool_w = hi if lo == hi else tcfg.sample.cfg
@@ -196,6 +211,9 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
     data = ImageSet(x0, labels, class_names)
     clip, summary = tcfg.sample.clip_x0, {"out": str(out), "rounds": {}, "stop_reason": "done"}
+    if settings.method == "consistency":
+        return _consistency(out, settings, state, tcfg, net, data, str(teacher), device, dev, precision, progress,
+                            log, class_names)
     teacher_name, total_iters = str(teacher), 0
     solver, substeps = settings.teacher_solver, settings.teacher_substeps  # the first round's; then ddim, 2
     for steps in settings.plan:
@@ -226,4 +244,37 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
         net = trainer.ema.net.eval()
         teacher_name, clip = f"{out.name}/rounds/steps-{steps}", False
         solver, substeps = "ddim", 2
+    return summary
+
+
+def _consistency(out: Path, s: DistillSettings, state: dict, tcfg: RunConfig, net: torch.nn.Module, data: ImageSet,
+                 teacher: str, device: str, dev: torch.device, precision: str, progress: bool,
+                 log: Callable[[str], Any], class_names: list[str]) -> dict[str, Any]:
+    """One consistency-distillation run (train/consistency_task.py) serving every step count of the plan."""
+    lo, hi = s.cfg_range
+    run_dir = out / "rounds" / "consistency"
+    scfg = student_config(tcfg, s, s.to, device, precision)
+    info = {"method": "consistency", "teacher": teacher, "teacher_steps": s.cd_grid, "steps": s.to,
+            "step_counts": s.plan, "cd_grid": s.cd_grid, "cd_target_decay": s.cd_target_decay,
+            "cfg_range": [lo, hi], "origin": teacher}
+    task = ConsistencyTask(scfg, dev, net, tcfg.sample.clip_x0, (lo, hi), info, grid_steps=s.cd_grid,
+                           target_decay=s.cd_target_decay, step_counts=tuple(s.plan))
+    trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress, data=data,
+                      task=task)
+    summary = {"out": str(out), "rounds": {}, "stop_reason": "done"}
+    if not state["rounds"]:
+        log(f"consistency distillation for {s.plan} steps (teacher: {teacher}, one DDIM step on a {s.cd_grid}-point "
+            f"grid, target EMA {s.cd_target_decay:g}, w in [{lo:g}, {hi:g}]) from step {trainer.step}; run: {run_dir}")
+        result = trainer.fit()
+        if result["stop_reason"] == "signal":
+            return {**summary, "stop_reason": "signal"}
+        minutes = round(trainer.elapsed_before / 60 + result["minutes"], 3)
+        state["rounds"] = {str(n): str(run_dir.relative_to(out)) for n in s.plan}
+        state["minutes"] = {"consistency": minutes}
+        state["iters"] = {"consistency": trainer.step}
+        save_checkpoint(out, trainer.step, trainer.net, trainer.ema.net, trainer._state(), scfg, 1, class_names,
+                        task.meta())
+        write_config(out, scfg)
+        atomic_write_json(out / DISTILL_RECORD, state)
+    summary["rounds"] = {n: {"minutes": state["minutes"]["consistency"], "run": str(run_dir)} for n in s.plan}
     return summary
