@@ -102,7 +102,8 @@ def main() -> None:
             teacher.cfg, sampler=sampler, steps=int(steps), cfg=a.w, precision="fp32"), judges, a))
     for steps in a.steps:
         student = load_model(a.students, steps=steps)
-        if student.meta.get("distill", {}).get("steps") != steps:
+        record = student.meta.get("distill", {})
+        if steps not in record.get("step_counts", [record.get("steps")]):  # a consistency student: several
             raise SystemExit(f"{a.students} has no {steps}-step student")
         rows.append(measure(f"student-{steps}", student, SamplingOptions.resolve(
             student.cfg, steps=steps, cfg=a.w, precision="fp32"), judges, a))

@@ -14,7 +14,7 @@ from torch import nn
 from largo.cli import main
 from largo.data import ImageSet
 from largo.diffusion.denoiser import Denoiser
-from largo.diffusion.samplers import sample
+from largo.diffusion.samplers import ImageNoise, sample
 from largo.diffusion.schedules import NoiseSchedule
 from largo.models import build_unet
 from largo.sampling import load_model
@@ -46,12 +46,16 @@ def test_distill_through_the_cli_writes_a_run_that_samples_in_one_pass_per_step(
     record = json.loads((students / "distill.json").read_text())
     assert record["teacher"] == str(teacher) and record["plan"] == [2, 1] and record["cfg_range"] == [3.0, 3.0]
     assert set(record["rounds"]) == {"2", "1"} and all(m >= 0 for m in record["minutes"].values())
+    assert (record["teacher_solver"], record["teacher_substeps"]) == ("dpmpp2m", 4)  # the default first teacher
     model = load_model(students)  # the run itself: the last (1-step) student
     assert model.meta["distill"]["steps"] == 1 and model.meta["distill"]["teacher_steps"] == 2
+    assert (model.meta["distill"]["teacher_solver"], model.meta["distill"]["teacher_substeps"]) == ("ddim", 2)
     assert model.cfg.model.guidance_input and model.cfg.sample.sampler == "ddim"
     assert (model.cfg.sample.sample_steps, model.cfg.sample.cfg) == (1, 3.0)
     two = load_model(students, steps=2)
     assert two.meta["distill"]["steps"] == 2 and two.meta["distill"]["teacher"] == str(teacher)
+    assert (two.meta["distill"]["teacher_solver"], two.meta["distill"]["teacher_substeps"]) == ("dpmpp2m", 4)
+    assert two.meta["distill"]["teacher_steps"] == 8
     assert two.meta["distill"] != model.meta["distill"]
     options = SamplingOptions.resolve(two.cfg)
     denoiser = make_denoiser(two.net, two.cfg, options)
@@ -147,19 +151,258 @@ def test_the_guided_student_reproduces_the_teachers_guided_ddim_steps_on_a_toy_p
     assert mean <= 0.03 and worst <= 0.1, (mean, worst)
 
 
+class GaussianTeacher(nn.Module):
+    """v-prediction of the exact denoiser of class y ~ N(μ_y, s²) (1 pixel; the null class is class 0 too, so
+    guidance changes nothing): the probability-flow ODE is solved in closed form, x_t'' = α''μ + (x_t − αμ) ·
+    sqrt(α''²s² + σ''²) / sqrt(α²s² + σ²)."""
+
+    num_classes, s = 2, 0.2
+
+    def __init__(self, schedule: NoiseSchedule):
+        super().__init__()
+        self.abar = schedule.alphas_cumprod.to(torch.float64)
+        self.anchor = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def mu(self, y):
+        return torch.where(y == 1, 0.5, -0.5).to(torch.float64).view(-1, 1, 1, 1)
+
+    def forward(self, x, t, y, guidance=None):
+        a = self.abar[t.round().long()].view(-1, 1, 1, 1)
+        alpha, sigma, mu = a.sqrt(), (1 - a).sqrt(), self.mu(y)
+        x0 = mu + alpha * self.s**2 / (a * self.s**2 + 1 - a) * (x - alpha * mu)
+        return (alpha * x - x0) / sigma
+
+
+def _toy_config():
+    cfg = tiny_config()
+    cfg.model = dataclasses.replace(cfg.model, image_channels=1, num_classes=2, input_size=16)
+    cfg.diffusion = dataclasses.replace(cfg.diffusion, prediction="v")
+    return cfg
+
+
+def _task(teacher_net, steps, solver, substeps, clip=False):
+    cfg = _toy_config()
+    scfg = student_config(cfg, DistillSettings(steps, steps, (1.0, 1.0), iters_per_round=1), steps, "cpu", "fp32")
+    return DistillTask(scfg, torch.device("cpu"), teacher_net, clip, (1.0, 1.0), {"steps": steps}, solver=solver,
+                       substeps=substeps)
+
+
+def test_the_first_teachers_target_converges_to_the_ode_solution_with_its_substeps():
+    """On a Gaussian toy problem whose ODE is solved in closed form, the x̃ of each of 4 student intervals
+    approaches the exact one as the substeps grow: at second order with dpmpp2m (error / 16 from 8 to 32
+    substeps), first order with ddim (/ 8 from 4 to 32). The last interval ends with a first-order step to σ = 0
+    (x0 itself, as the sampler does), so only its convergence is checked. The default (dpmpp2m, 4 substeps) is
+    closer than progressive distillation's two DDIM steps (the old first teacher) in every interval."""
+    schedule = NoiseSchedule.from_config(_toy_config().diffusion)
+    teacher = GaussianTeacher(schedule)
+    y = torch.arange(64) % 2
+    x = torch.randn(64, 1, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    err = {}
+    for solver, substeps in [("ddim", 2), ("ddim", 4), ("ddim", 32), ("dpmpp2m", 2), ("dpmpp2m", 4),
+                             ("dpmpp2m", 8), ("dpmpp2m", 32)]:
+        task = _task(teacher, 4, solver, substeps)
+        err[solver, substeps] = []
+        for i in range(4):
+            a0, a2 = task.abar[substeps * i], task.abar[substeps * (i + 1)]
+            x_t = a0.sqrt() * teacher.mu(y) + (1 - a0).sqrt() * x  # a point on the noisy marginal at t
+            scale = ((a2 * teacher.s**2 + 1 - a2) / (a0 * teacher.s**2 + 1 - a0)).sqrt()
+            landing = a2.sqrt() * teacher.mu(y) + scale * (x_t - a0.sqrt() * teacher.mu(y))
+            ratio = (1 - a2).sqrt() / (1 - a0).sqrt()
+            exact = (landing - ratio * x_t) / (a2.sqrt() - ratio * a0.sqrt())
+            got = task.target(x_t, torch.full((64,), i), y, torch.ones(64))
+            err[solver, substeps].append(float((got - exact).abs().max()))
+    for i in range(4):
+        e = {k: v[i] for k, v in err.items()}
+        assert e["dpmpp2m", 2] > e["dpmpp2m", 4] > e["dpmpp2m", 8] > e["dpmpp2m", 32], (i, err)
+        assert e["ddim", 2] > e["ddim", 4] > e["ddim", 32] and e["dpmpp2m", 4] < e["ddim", 2], (i, err)
+        if i < 3:
+            assert e["dpmpp2m", 8] / e["dpmpp2m", 32] > 12 and e["dpmpp2m", 32] < 1e-4, (i, err)  # second order
+            assert 6 < e["ddim", 4] / e["ddim", 32] < 10, (i, err)  # first order
+            assert e["dpmpp2m", 4] < e["ddim", 2] / 4, (i, err)
+    assert err["dpmpp2m", 32][3] < 0.01, err
+
+
+def test_a_one_step_students_dpmpp2m_teacher_is_the_teachers_own_sampler():
+    """N = 1: the K substeps span the whole trajectory, so the target is `sample(..., "dpmpp2m", steps=K)` from the
+    same noise, guided at w with x0 clipped (the point-mass toy teacher, whose x0 leaves [-1, 1] never)."""
+    schedule = NoiseSchedule.from_config(_toy_config().diffusion)
+    teacher = ToyTeacher(schedule)
+    y = torch.arange(8) % 2
+    for w in (1.0, 3.0):
+        for substeps in (3, 5):
+            task = _task(teacher, 1, "dpmpp2m", substeps, clip=True)
+            x_T = ImageNoise(range(8), (1, 1, 1), "cpu").draw()
+            got = task.target(x_T, torch.zeros(8, dtype=torch.long), y, torch.full((8,), w))
+            ref = sample(Denoiser(teacher, schedule, "v", cfg_scale=w, num_classes=2), (8, 1, 1, 1), y,
+                         sampler="dpmpp2m", steps=substeps, clip_x0=True)
+            assert torch.allclose(got.float(), ref, atol=1e-5), (w, substeps, (got.float() - ref).abs().max())
+
+
+def test_old_records_mean_the_plain_first_teacher(tmp_path):
+    from largo.errors import LargoError
+    from largo.train.distill import _open_out
+
+    legacy = {"teacher": "t", "plan": [2, 1], "rounds": {"2": "rounds/steps-2"}, "minutes": {"2": 1.0}}
+    (tmp_path / "distill.json").write_text(json.dumps(legacy))
+    record = {"teacher": "t", "plan": [2, 1], "teacher_solver": "ddim", "teacher_substeps": 2}
+    assert _open_out(tmp_path, record)["rounds"] == {"2": "rounds/steps-2"}
+    with pytest.raises(LargoError, match="holds another distillation"):
+        _open_out(tmp_path, {**record, "teacher_solver": "dpmpp2m", "teacher_substeps": 4})
+
+
+def test_the_plain_first_teacher_and_a_reused_pool_through_the_cli(students, teacher, tmp_path, capsys):
+    out = tmp_path / "plain"
+    assert main(["distill", str(teacher), "--steps", "2", "--cfg", "3", "--teacher-solver", "ddim",
+                 "--teacher-substeps", "2", "--pool-from", str(students), "--out", str(out), *TINY]) == 0
+    assert "reused from" in capsys.readouterr().out
+    record = json.loads((out / "distill.json").read_text())
+    assert (record["teacher_solver"], record["teacher_substeps"]) == ("ddim", 2)
+    assert record["pool_from"] == str(students)
+    assert (out / "teacher_samples.pt").read_bytes() == (students / "teacher_samples.pt").read_bytes() or \
+        all(torch.equal(a, b) for a, b in zip(torch.load(out / "teacher_samples.pt").values(),
+                                              torch.load(students / "teacher_samples.pt").values()))
+    meta = load_model(out, steps=2).meta["distill"]
+    assert (meta["teacher_solver"], meta["teacher_substeps"], meta["teacher_steps"]) == ("ddim", 2, 4)
+    bad = ["distill", str(teacher), "--steps", "2", "--cfg", "3", "--out", str(tmp_path / "bad"), *TINY]
+    assert main([*bad, "--pool-from", str(students), "--pool", "4"]) == 2  # 8 samples in it, not 4
+    err = capsys.readouterr().err.strip()
+    assert "is not a pool of 4 teacher samples" in err and len(err.splitlines()) == 1
+
+
+def test_consistency_distillation_through_the_cli_serves_every_step_count(teacher, students, tmp_path):
+    out = tmp_path / "cd"
+    assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--method", "consistency",
+                 "--cd-grid", "4", "--pool-from", str(students), "--out", str(out), *TINY]) == 0
+    record = json.loads((out / "distill.json").read_text())
+    assert record["method"] == "consistency" and record["cd_grid"] == 4 and set(record["minutes"]) == {"consistency"}
+    assert record["rounds"] == {"2": "rounds/consistency", "1": "rounds/consistency"}
+    for steps in (2, 1):
+        model = load_model(out, steps=steps)
+        assert model.meta["distill"]["method"] == "consistency" and model.meta["distill"]["step_counts"] == [2, 1]
+        options = SamplingOptions.resolve(model.cfg, steps=steps)
+        denoiser = make_denoiser(model.net, model.cfg, options)
+        sample(denoiser, (2, 1, 16, 16), torch.tensor([0, 1]), sampler="ddim", steps=steps)
+        assert denoiser.evaluations == 2 * steps
+    assert main(["distill", str(teacher), "--steps", "4", "--to", "1", "--cfg", "3", "--method", "consistency",
+                 "--cd-grid", "6", "--out", str(tmp_path / "bad"), *TINY]) == 2
+
+
+def test_consistency_resume_mid_run_is_bit_exact_including_the_target_network(teacher, tmp_path):
+    from largo.train.consistency_task import ConsistencyTask
+
+    net, tcfg, _, _ = load_network(teacher)
+    pool = ImageSet(torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8) % 10, [str(i) for i in range(10)])
+
+    def trainer(run, iters, resume=False):
+        scfg = student_config(tcfg, DistillSettings(2, 1, (1.0, 5.0), iters, batch_size=4, pool=8), 1, "cpu", "fp32")
+        scfg.train = dataclasses.replace(scfg.train, checkpoint_every=2)
+        task = ConsistencyTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 1, "teacher": "t"},
+                               grid_steps=4, target_decay=0.5, step_counts=(2, 1))
+        return Trainer(scfg, run, resume=resume, progress=False, data=pool, task=task), task
+
+    full, full_task = trainer(tmp_path / "full", 4)
+    full.fit()
+    trainer(tmp_path / "part", 2)[0].fit()
+    resumed, task = trainer(tmp_path / "part", 4, resume=True)
+    assert resumed.step == 2
+    resumed.fit()
+    for a, b in zip(_weights(tmp_path / "full"), _weights(tmp_path / "part")):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    full_target, part_target = full_task.target_net.state_dict(), task.target_net.state_dict()
+    assert all(torch.equal(full_target[k], part_target[k]) for k in full_target)
+    assert not all(torch.equal(full_target[k], full.net.state_dict()[k]) for k in full_target)  # θ⁻ lags θ
+
+
+def test_the_consistency_student_reproduces_the_teachers_ode_on_a_toy_problem(tmp_path, monkeypatch):
+    """Consistency distillation on the point-mass toy problem (w drawn from [1, 5]): the student's one DDIM step at
+    w lands where the teacher's DDIM walk over the whole 2-point grid does (one bootstrapped interval and the
+    boundary one): mean absolute error <= 0.03 and every image within 0.1, at w = 1, 3 and 5. (On a 4-point grid
+    the same 800 steps leave a mean error of 0.16: consistency distillation converges slowly, see DISTILL.md.)"""
+    from largo.train.consistency_task import ConsistencyTask
+
+    class ToyCD(ConsistencyTask):
+        build_net, grid = ToyTask.build_net, ToyTask.grid
+
+    monkeypatch.setattr(Trainer, "sample_grid", lambda self, writer=None: None)
+    cfg = _toy_config()
+    settings = DistillSettings(1, 1, (1.0, 5.0), iters_per_round=800, batch_size=128, lr=1e-2, pool=512)
+    scfg = student_config(cfg, settings, 1, "cpu", "fp32")
+    scfg.train = dataclasses.replace(scfg.train, checkpoint_every=800, log_every=800, ema_decay=0.9, grad_clip=0.0)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    teacher = ToyTeacher(schedule)
+    pool = ImageSet(torch.tensor([-0.5, 0.5]).repeat(256).view(-1, 1, 1, 1), torch.arange(512) % 2, ["a", "b"])
+    task = ToyCD(scfg, torch.device("cpu"), teacher, True, (1.0, 5.0), {"steps": 1}, grid_steps=2,
+                 target_decay=0.9)
+    trainer = Trainer(scfg, tmp_path / "toy", progress=False, data=pool, task=task)
+    trainer.fit()
+    student = trainer.ema.net.eval()
+    worst, mean = 0.0, 0.0
+    for w in (1.0, 3.0, 5.0):
+        y = torch.arange(64) % 2
+        ref = sample(Denoiser(teacher, schedule, "v", cfg_scale=w, num_classes=2), (64, 1, 1, 1), y,
+                     sampler="ddim", steps=2, clip_x0=True)
+        got = sample(Denoiser(student, schedule, "v", cfg_scale=w, num_classes=2), (64, 1, 1, 1), y,
+                     sampler="ddim", steps=1)
+        worst, mean = max(worst, float((got - ref).abs().max())), max(mean, float((got - ref).abs().mean()))
+    assert mean <= 0.03 and worst <= 0.1, (mean, worst)
+
+
+class ExactConsistency(nn.Module):
+    """The Gaussian toy's exact consistency function (the ODE's endpoint from (x, t)), as a v-prediction; `shift`
+    evaluates it at the wrong time (t + shift)."""
+
+    guidance_embed = None
+
+    def __init__(self, teacher: GaussianTeacher, shift: int = 0):
+        super().__init__()
+        self.teacher, self.shift = teacher, shift
+        self.anchor = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x, t, y, guidance=None):
+        a = self.teacher.abar[(t.round().long() + self.shift).clamp(max=999)].view(-1, 1, 1, 1)
+        s, mu = self.teacher.s, self.teacher.mu(y)
+        x0 = mu + s / (a * s**2 + 1 - a).sqrt() * (x.double() - a.sqrt() * mu)
+        return (a.sqrt() * x - x0) / (1 - a).sqrt()
+
+
+def test_the_exact_consistency_function_is_the_fixed_point_of_the_consistency_loss():
+    """On the Gaussian toy (ODE in closed form), the loss of the exact consistency function is only the teacher's
+    one-DDIM-step error: it vanishes as the grid is refined (4 → 32 points), and the same function evaluated 50
+    timesteps off scores far worse."""
+    from largo.train.consistency_task import ConsistencyTask
+
+    cfg = _toy_config()
+    teacher = GaussianTeacher(NoiseSchedule.from_config(cfg.diffusion))
+    scfg = student_config(cfg, DistillSettings(1, 1, (1.0, 1.0), iters_per_round=1), 1, "cpu", "fp32")
+    x, y = torch.tensor([-0.5, 0.5], dtype=torch.float64).repeat(256).view(-1, 1, 1, 1), torch.arange(512) % 2
+    losses = {}
+    for grid in (4, 32):
+        task = ConsistencyTask(scfg, torch.device("cpu"), teacher, False, (1.0, 1.0), {"steps": 1},
+                               grid_steps=grid, target_decay=0.0)
+        for shift in (0, 50):
+            student = ExactConsistency(teacher, shift)
+            task.setup(student, False)
+            torch.manual_seed(0)
+            losses[grid, shift] = float(task.loss(student, student, x, y, 0, (0, 1)))
+    assert losses[32, 0] < 1e-5 and losses[32, 0] < losses[4, 0] / 100, losses
+    assert losses[32, 50] > 4 * losses[32, 0], losses
+
+
 def _weights(run):
     ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
     return load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")
 
 
-def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path):
+@pytest.mark.parametrize("solver, substeps", [("ddim", 2), ("dpmpp2m", 3)])
+def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path, solver, substeps):
     net, tcfg, _, _ = load_network(teacher)
     pool = ImageSet(torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8) % 10, [str(i) for i in range(10)])
 
     def trainer(run, iters, resume=False):
         scfg = student_config(tcfg, DistillSettings(2, 2, (1.0, 5.0), iters, batch_size=4, pool=8), 2, "cpu", "fp32")
         scfg.train = dataclasses.replace(scfg.train, checkpoint_every=2)
-        task = DistillTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 2, "teacher": "t"})
+        task = DistillTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 2, "teacher": "t"},
+                           solver=solver, substeps=substeps)
         return Trainer(scfg, run, resume=resume, progress=False, data=pool, task=task)
 
     trainer(tmp_path / "full", 4).fit()

@@ -36,6 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", type=int, default=1000, help="teacher samples to distill on (default 1000)")
     p.add_argument("--pool-steps", type=int, default=0, help="the teacher's sampler steps for them (default: its "
                                                               "sample config's)")
+    p.add_argument("--teacher-solver", default="dpmpp2m", choices=("dpmpp2m", "ddim"),
+                   help="how the first round's teacher integrates each student step (default dpmpp2m: "
+                        "DPM-Solver++(2M); ddim with --teacher-substeps 2 is plain progressive distillation)")
+    p.add_argument("--teacher-substeps", type=int, default=4, help="the first round teacher's steps per student "
+                                                                    "step (default 4; later rounds: 2 DDIM steps)")
+    p.add_argument("--method", default="progressive", choices=("progressive", "consistency"),
+                   help="progressive: rounds halving the steps (default); consistency: consistency distillation "
+                        "(Song et al. 2023), one network for every step count from --steps to --to, trained once "
+                        "with the whole --iters-per-round / --minutes-per-round budget")
+    p.add_argument("--cd-grid", type=int, default=32, help="consistency: the teacher's grid points (default 32)")
+    p.add_argument("--cd-target-decay", type=float, default=0.95, help="consistency: the target network's EMA "
+                                                                        "decay (default 0.95)")
+    p.add_argument("--pool-from", default="", metavar="FILE", help="reuse a teacher_samples.pt (or the folder "
+                                                                    "holding one) of the same teacher, w and --pool")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -48,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from largo.train.distill import DistillSettings, distill
 
     settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
-                               args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed)
+                               args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed,
+                               args.teacher_solver, args.teacher_substeps, args.pool_from, args.method, args.cd_grid,
+                               args.cd_target_decay)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
     for steps, r in summary["rounds"].items():

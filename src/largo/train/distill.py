@@ -31,7 +31,8 @@ from largo.sampling import SamplingOptions
 from largo.sampling.generate import image_shape, make_denoiser
 from largo.sampling.guide import load_network
 from largo.sampling.model import DISTILL_RECORD
-from largo.train.distill_task import SUPPORTED_PREDICTIONS, DistillTask
+from largo.train.consistency_task import ConsistencyTask
+from largo.train.distill_task import SUPPORTED_PREDICTIONS, TEACHER_SOLVERS, DistillTask
 from largo.train.trainer import Trainer
 
 POOL_FILE = "teacher_samples.pt"
@@ -50,6 +51,18 @@ class DistillSettings:
     pool: int = 1000  # teacher samples to distill on
     pool_steps: int = 0  # the teacher's sampler steps for them (0: its sample config's)
     seed: int = 0
+    # the first round's teacher integrates each student interval with this many substeps of this solver (later
+    # rounds: two DDIM steps of the previous student, progressive distillation's target); ddim with 2 substeps is
+    # the original algorithm's first round too
+    teacher_solver: str = "dpmpp2m"
+    teacher_substeps: int = 4
+    pool_from: str = ""  # an existing teacher_samples.pt to reuse (same teacher, w and pool size) instead of sampling
+    # "progressive" (rounds halving the steps) or "consistency" (Song et al. 2023: one network, trained once, for
+    # every step count of the plan, on a cd_grid-point grid with an EMA target network of decay cd_target_decay;
+    # iters_per_round / minutes_per_round are its whole budget)
+    method: str = "progressive"
+    cd_grid: int = 32
+    cd_target_decay: float = 0.95
 
     def check(self) -> None:
         for name, n in (("--steps", self.steps), ("--to", self.to)):
@@ -62,6 +75,14 @@ class DistillSettings:
         if self.batch_size < 1 or self.pool < self.batch_size or not self.lr > 0:
             raise LargoError(f"need batch size >= 1, --pool >= batch size and lr > 0 (got {self.batch_size}, "
                              f"{self.pool}, {self.lr:g})")
+        if self.teacher_solver not in TEACHER_SOLVERS or self.teacher_substeps < 1:
+            raise LargoError(f"--teacher-solver must be one of {', '.join(TEACHER_SOLVERS)} and --teacher-substeps "
+                             f">= 1, got {self.teacher_solver} and {self.teacher_substeps}")
+        if self.method not in ("progressive", "consistency"):
+            raise LargoError(f"--method must be progressive or consistency, got {self.method}")
+        if self.method == "consistency" and (self.cd_grid % self.steps or not 0 <= self.cd_target_decay < 1):
+            raise LargoError(f"--cd-grid must be a multiple of --steps and --cd-target-decay in [0, 1), got "
+                             f"{self.cd_grid} and {self.cd_target_decay:g}")
         if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
             lo, hi = self.cfg_range
             if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
@@ -83,11 +104,14 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
         raise LargoError(f"{source} is already a distilled student; distill its teacher with a smaller --to")
 
 
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}  # what records written before these settings mean
+
+
 def _open_out(out: Path, record: dict) -> dict:
     """The distillation record of OUT: a new one, or the existing one when the same distillation continues."""
     path = out / DISTILL_RECORD
     if path.is_file():
-        old = read_json(path, "distillation record")
+        old = {**LEGACY, **read_json(path, "distillation record")}
         if {k: old.get(k) for k in record} != record:
             raise LargoError(f"{out} holds another distillation ({old.get('teacher')}, steps {old.get('plan')}); "
                              f"choose another --out or repeat its settings to continue it")
@@ -98,10 +122,29 @@ def _open_out(out: Path, record: dict) -> dict:
     return {**record, "rounds": {}, "minutes": {}}
 
 
+def _reuse_pool(source: Path, path: Path, n: int, num_classes: int, log: Callable[[str], Any]) -> None:
+    """Copy another distillation's teacher_samples.pt (`--pool-from`) after checking its size and labels."""
+    if source.is_dir():
+        source = source / POOL_FILE
+    if not source.is_file():
+        raise LargoError(f"--pool-from {source}: no such file")
+    pool = torch.load(source, weights_only=True)
+    if not isinstance(pool, dict) or set(pool) != {"x0", "labels"} or len(pool["x0"]) != n or not torch.equal(
+            pool["labels"], torch.arange(n) % num_classes):
+        raise LargoError(f"--pool-from {source} is not a pool of {n} teacher samples of {num_classes} classes")
+    torch.save(pool, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    log(f"{n} teacher samples reused from {source} → {path}")
+
+
 def teacher_pool(out: Path, net: torch.nn.Module, cfg: RunConfig, n: int, steps: int, w: float,
-                 device: torch.device, log: Callable[[str], Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's own samples (its default sampler and steps, guidance w), cached in OUT."""
+                 device: torch.device, log: Callable[[str], Any], pool_from: str = "") -> tuple[torch.Tensor,
+                                                                                                torch.Tensor]:
+    """The teacher's own samples (its default sampler and steps, guidance w), cached in OUT (or copied from
+    `pool_from`, a pool the same teacher sampled with the same settings: the caller's responsibility)."""
     path = out / POOL_FILE
+    if not path.is_file() and pool_from:
+        _reuse_pool(Path(pool_from), path, n, cfg.model.num_classes, log)
     if not path.is_file():
         start = time.time()
         options = SamplingOptions.resolve(cfg, cfg=w, clip_x0=True, steps=steps or None)
@@ -152,26 +195,38 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     record = {"teacher": str(teacher), "teacher_step": int(tmeta.get("step", 0)), "plan": settings.plan,
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
               "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
-              "batch_size": settings.batch_size, "lr": settings.lr}
+              "batch_size": settings.batch_size, "lr": settings.lr, "teacher_solver": settings.teacher_solver,
+              "teacher_substeps": settings.teacher_substeps, "method": settings.method}
+    if settings.method == "consistency":  # its teacher takes one DDIM step on the CD grid
+        record.update(teacher_solver="ddim", teacher_substeps=1, cd_grid=settings.cd_grid,
+                      cd_target_decay=settings.cd_target_decay)
     state = _open_out(out, record)
     atomic_write_json(out / DISTILL_RECORD, state)
     pool_w = hi if lo == hi else tcfg.sample.cfg
-    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log)
+    if settings.pool_from and not (out / POOL_FILE).is_file():
+        state["pool_from"] = str(settings.pool_from)
+        atomic_write_json(out / DISTILL_RECORD, state)
+    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log,
+                              settings.pool_from)
     class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
     data = ImageSet(x0, labels, class_names)
     clip, summary = tcfg.sample.clip_x0, {"out": str(out), "rounds": {}, "stop_reason": "done"}
+    if settings.method == "consistency":
+        return _consistency(out, settings, state, tcfg, net, data, str(teacher), device, dev, precision, progress,
+                            log, class_names)
     teacher_name, total_iters = str(teacher), 0
+    solver, substeps = settings.teacher_solver, settings.teacher_substeps  # the first round's; then ddim, 2
     for steps in settings.plan:
         run_dir = out / "rounds" / f"steps-{steps}"
         scfg = student_config(tcfg, settings, steps, device, precision)
-        info = {"teacher": teacher_name, "teacher_steps": 2 * steps, "steps": steps, "cfg_range": [lo, hi],
-                "origin": str(teacher)}
-        task = DistillTask(scfg, dev, net, clip, (lo, hi), info)
+        info = {"teacher": teacher_name, "teacher_steps": substeps * steps, "teacher_solver": solver,
+                "teacher_substeps": substeps, "steps": steps, "cfg_range": [lo, hi], "origin": str(teacher)}
+        task = DistillTask(scfg, dev, net, clip, (lo, hi), info, solver=solver, substeps=substeps)
         trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress,
                           data=data, task=task)
         if str(steps) not in state["rounds"]:
-            log(f"round {steps} steps (teacher: {teacher_name} at {2 * steps} DDIM steps, w in [{lo:g}, {hi:g}]) "
-                f"from step {trainer.step}; run: {run_dir}")
+            log(f"round {steps} steps (teacher: {teacher_name}, {solver} at {substeps * steps} steps, {substeps} "
+                f"per student step, w in [{lo:g}, {hi:g}]) from step {trainer.step}; run: {run_dir}")
             result = trainer.fit()
             if result["stop_reason"] == "signal":
                 return {**summary, "stop_reason": "signal"}
@@ -188,4 +243,38 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
         summary["rounds"][steps] = {"minutes": state["minutes"][str(steps)], "run": str(run_dir)}
         net = trainer.ema.net.eval()
         teacher_name, clip = f"{out.name}/rounds/steps-{steps}", False
+        solver, substeps = "ddim", 2
+    return summary
+
+
+def _consistency(out: Path, s: DistillSettings, state: dict, tcfg: RunConfig, net: torch.nn.Module, data: ImageSet,
+                 teacher: str, device: str, dev: torch.device, precision: str, progress: bool,
+                 log: Callable[[str], Any], class_names: list[str]) -> dict[str, Any]:
+    """One consistency-distillation run (train/consistency_task.py) serving every step count of the plan."""
+    lo, hi = s.cfg_range
+    run_dir = out / "rounds" / "consistency"
+    scfg = student_config(tcfg, s, s.to, device, precision)
+    info = {"method": "consistency", "teacher": teacher, "teacher_steps": s.cd_grid, "steps": s.to,
+            "step_counts": s.plan, "cd_grid": s.cd_grid, "cd_target_decay": s.cd_target_decay,
+            "cfg_range": [lo, hi], "origin": teacher}
+    task = ConsistencyTask(scfg, dev, net, tcfg.sample.clip_x0, (lo, hi), info, grid_steps=s.cd_grid,
+                           target_decay=s.cd_target_decay, step_counts=tuple(s.plan))
+    trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress, data=data,
+                      task=task)
+    summary = {"out": str(out), "rounds": {}, "stop_reason": "done"}
+    if not state["rounds"]:
+        log(f"consistency distillation for {s.plan} steps (teacher: {teacher}, one DDIM step on a {s.cd_grid}-point "
+            f"grid, target EMA {s.cd_target_decay:g}, w in [{lo:g}, {hi:g}]) from step {trainer.step}; run: {run_dir}")
+        result = trainer.fit()
+        if result["stop_reason"] == "signal":
+            return {**summary, "stop_reason": "signal"}
+        minutes = round(trainer.elapsed_before / 60 + result["minutes"], 3)
+        state["rounds"] = {str(n): str(run_dir.relative_to(out)) for n in s.plan}
+        state["minutes"] = {"consistency": minutes}
+        state["iters"] = {"consistency": trainer.step}
+        save_checkpoint(out, trainer.step, trainer.net, trainer.ema.net, trainer._state(), scfg, 1, class_names,
+                        task.meta())
+        write_config(out, scfg)
+        atomic_write_json(out / DISTILL_RECORD, state)
+    summary["rounds"] = {n: {"minutes": state["minutes"]["consistency"], "run": str(run_dir)} for n in s.plan}
     return summary

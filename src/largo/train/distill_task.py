@@ -2,13 +2,21 @@
 guidance folded into the student (Meng et al. 2023, "On Distillation of Guided Diffusion Models").
 
 The student samples with DDIM (η = 0) at N steps on the sampler's own grid (`schedule.timesteps(N, spacing)`);
-the teacher walks the 2N-step grid, whose even points are the student's (checked). For a student step from grid
-point i, x_t = α_t x0 + σ_t ε is built from one of the teacher's own samples x0 (the training stream, no
-dataset), the teacher takes two DDIM steps t → t' → t'' at guidance w (classifier-free guidance, two branches,
+the teacher walks the K·N-step grid, every K-th point of which is the student's (checked). For a student step
+from grid point i, x_t = α_t x0 + σ_t ε is built from one of the teacher's own samples x0 (the training stream, no
+dataset), the teacher integrates t → t'' in K substeps at guidance w (classifier-free guidance, two branches,
 when the teacher is the original model; one pass with w as input when it is a previous round's student), and the
 student's one DDIM step t → t'' is solved for the x0 it must predict:
 
     x̃ = (x_t'' − (σ_t''/σ_t) x_t) / (α_t'' − (σ_t''/σ_t) α_t)         (x̃ = x_t'' on the last step, σ = 0)
+
+The teacher's solver: `ddim` with K = 2 is progressive distillation's own target (two DDIM steps; what every
+round after the first uses, the previous student being the teacher); `dpmpp2m` is DPM-Solver++(2M) (Lu et al.
+2022, data prediction, as `largo.diffusion.samplers`) on the K·N grid, restarted in each student interval: its
+first substep is first order (= DDIM, no history: x_t is fresh noise), the others second order, and a substep to
+σ = 0 is x0 itself. For N = 1 that is exactly the teacher's `dpmpp2m` sampler at K steps (tested). The first
+round uses it so that its target is close to the ODE solution the reference sampler (DPM++ 20) approximates,
+not DDIM at 2N steps, whose own discretisation error the student would otherwise learn.
 
 The loss is max(SNR_t, 1) · ‖x̂0 − x̃‖² ("truncated SNR" weighting), x̂0 from the student's prediction at w.
 w is drawn uniformly from `cfg_range` (a fixed w when lo = hi). The student starts as the teacher (its w input is
@@ -35,12 +43,16 @@ from largo.train.task import TrainTask
 SUPPORTED_PREDICTIONS = ("eps", "x0", "v")
 
 
-def nested_grid(schedule: NoiseSchedule, steps: int, spacing: str) -> tuple[Tensor, Tensor]:
-    """(the teacher's 2N timesteps, their ᾱ followed by 1.0): the student's N-step grid is every other point."""
-    fine, coarse = schedule.timesteps(2 * steps, spacing), schedule.timesteps(steps, spacing)
-    if not torch.equal(fine[::2], coarse):
-        raise LargoError(f"the {steps}-step grid ({spacing} spacing) is not every other point of the {2 * steps}-"
-                         f"step grid; progressive distillation needs nested grids (use trailing spacing)")
+TEACHER_SOLVERS = ("ddim", "dpmpp2m")
+
+
+def nested_grid(schedule: NoiseSchedule, steps: int, spacing: str, factor: int = 2) -> tuple[Tensor, Tensor]:
+    """(the teacher's factor·N timesteps, their ᾱ followed by 1.0): the student's N-step grid is every factor-th
+    point (every other one for progressive distillation's two DDIM steps)."""
+    fine, coarse = schedule.timesteps(factor * steps, spacing), schedule.timesteps(steps, spacing)
+    if not torch.equal(fine[::factor], coarse):
+        raise LargoError(f"the {steps}-step grid ({spacing} spacing) is not every {factor}th point of the "
+                         f"{factor * steps}-step grid; distillation needs nested grids (use trailing spacing)")
     abar = torch.cat([schedule.alphas_cumprod[fine].to(torch.float64), torch.ones(1, dtype=torch.float64)])
     return fine, abar
 
@@ -49,12 +61,19 @@ class DistillTask(TrainTask):
     kind = "diffusion"  # a student is an ordinary diffusion checkpoint
 
     def __init__(self, cfg: RunConfig, device: torch.device, teacher: nn.Module, teacher_clip_x0: bool,
-                 cfg_range: tuple[float, float], record: dict[str, Any]):
+                 cfg_range: tuple[float, float], record: dict[str, Any], *, solver: str = "ddim",
+                 substeps: int = 2):
         """`cfg`: the student's run config (its sample section: ddim at the student's steps); `teacher`: the frozen
-        network (EMA weights) the student starts from; `record`: what the checkpoints' meta says of this round."""
+        network (EMA weights) the student starts from; `record`: what the checkpoints' meta says of this round;
+        `solver`, `substeps`: how the teacher integrates one student interval (ddim, 2: progressive distillation's
+        two DDIM steps)."""
         if cfg.diffusion.prediction not in SUPPORTED_PREDICTIONS:
             raise LargoError(f"distillation needs an eps, x0 or v network; the teacher predicts "
                              f"{cfg.diffusion.prediction}")
+        if solver not in TEACHER_SOLVERS or substeps < 1:
+            raise LargoError(f"the teacher's solver must be one of {', '.join(TEACHER_SOLVERS)} with >= 1 substeps, "
+                             f"got {solver} with {substeps}")
+        self.solver, self.substeps = solver, substeps
         self.cfg, self.device, self.record = cfg, device, record
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.teacher_w_input = getattr(teacher, "guidance_embed", None) is not None
@@ -62,7 +81,7 @@ class DistillTask(TrainTask):
         self.lo, self.hi = cfg_range
         self.steps = cfg.sample.sample_steps
         self.timesteps, self.abar = nested_grid(NoiseSchedule.from_config(cfg.diffusion), self.steps,
-                                                cfg.sample.spacing)
+                                                cfg.sample.spacing, substeps)
         self.logs: dict[str, float] = {}
 
     def prepare(self, data: ImageSet) -> tuple[ImageSet, Tensor | None]:
@@ -75,7 +94,7 @@ class DistillTask(TrainTask):
             raise LargoError("the teacher's network does not match the student's architecture")
         return net
 
-    # -- the teacher's two DDIM steps ---------------------------------------------------------------------
+    # -- the teacher's walk over one student interval -------------------------------------------------------
     def _teacher_x0(self, x: Tensor, t: Tensor, y: Tensor, w: Tensor, abar: Tensor) -> Tensor:
         alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
         if self.teacher_w_input:
@@ -91,22 +110,38 @@ class DistillTask(TrainTask):
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
 
+    @staticmethod
+    def _lambda(a: Tensor) -> Tensor:
+        return 0.5 * (a.log() - (-a).log1p())  # log(α/σ): -inf at ᾱ = 0, +inf at ᾱ = 1
+
+    def _dpmpp2m(self, x: Tensor, x0: Tensor, x0_prev: Tensor, a_prev: Tensor, a: Tensor, a_next: Tensor) -> Tensor:
+        """DPM-Solver++(2M) from ᾱ = a to a_next with the previous substep's x0 (at a_prev); x0 when a_next = 1."""
+        lam_prev, lam, lam_next = self._lambda(a_prev), self._lambda(a), self._lambda(a_next)
+        h = lam_next - lam
+        r = (lam - lam_prev) / h
+        d = x0 + (0.5 / r) * (x0 - x0_prev)
+        x_next = ((1 - a_next) / (1 - a)).sqrt() * x - a_next.sqrt() * torch.expm1(-h) * d
+        return torch.where(a_next >= 1, x0, x_next)
+
     @torch.no_grad()
     def target(self, x_t: Tensor, i: Tensor, y: Tensor, w: Tensor) -> Tensor:
-        """x̃: the x0 a student's one DDIM step from grid point i must predict to land where the teacher's two do.
-        x_t float64 (B, C, H, W); i (B,) student grid indices; y labels; w (B,) guidance scales."""
-        shape = (-1,) + (1,) * (x_t.ndim - 1)
-        a0, a1, a2 = (self.abar.to(x_t.device)[2 * i + k].view(shape) for k in range(3))
-        ts = self.timesteps.to(x_t.device)
+        """x̃: the x0 a student's one DDIM step from grid point i must predict to land where the teacher's K substeps
+        do. x_t float64 (B, C, H, W); i (B,) student grid indices; y labels; w (B,) guidance scales."""
+        shape, k = (-1,) + (1,) * (x_t.ndim - 1), self.substeps
+        abar, ts = self.abar.to(x_t.device), self.timesteps.to(x_t.device)
         net_dtype = next(self.teacher.parameters()).dtype
-
-        def x0_at(x: Tensor, k: int, a: Tensor) -> Tensor:
-            return self._teacher_x0(x.to(net_dtype), ts[2 * i + k].float(), y, w, a)
-
-        x_mid = self._ddim(x_t, x0_at(x_t, 0, a0), a0, a1)
-        x_next = self._ddim(x_mid, x0_at(x_mid, 1, a1), a1, a2)
+        x, prev = x_t, None  # prev: the previous substep's (x0, ᾱ), for the second-order solver
+        for j in range(k):
+            a, a_next = abar[k * i + j].view(shape), abar[k * i + j + 1].view(shape)
+            x0 = self._teacher_x0(x.to(net_dtype), ts[k * i + j].float(), y, w, a)
+            if self.solver == "ddim" or prev is None:
+                x_new = self._ddim(x, x0, a, a_next)
+            else:
+                x_new = self._dpmpp2m(x, x0, prev[0], prev[1], a, a_next)
+            x, prev = x_new, (x0, a)
+        a0, a2 = abar[k * i].view(shape), abar[k * i + k].view(shape)
         ratio = (1 - a2).sqrt() / (1 - a0).sqrt()
-        return (x_next - ratio * x_t) / (a2.sqrt() - ratio * a0.sqrt())
+        return (x - ratio * x_t) / (a2.sqrt() - ratio * a0.sqrt())
 
     def loss(self, model_fn: nn.Module, net: nn.Module, x: Tensor, y: Tensor, step: int,
              shard: tuple[int, int]) -> Tensor:
@@ -114,10 +149,10 @@ class DistillTask(TrainTask):
         i = torch.randint(0, self.steps, (b,), device=device)
         w = self.lo + (self.hi - self.lo) * torch.rand(b, device=device)
         eps = torch.randn_like(x)
-        a = self.abar.to(device)[2 * i].view(-1, 1, 1, 1)
+        a = self.abar.to(device)[self.substeps * i].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x.to(torch.float64) + (1 - a).sqrt() * eps.to(torch.float64)
         x_tilde = self.target(x_t, i, y, w)
-        t = self.timesteps.to(device)[2 * i].float()
+        t = self.timesteps.to(device)[self.substeps * i].float()
         x_in = x_t.to(x.dtype)
         pred = model_fn(x_in, t, y, guidance=w).float()
         x0_hat = to_x0(pred, self.cfg.diffusion.prediction, x_in.float(), a.sqrt().float(), (1 - a).sqrt().float())
@@ -134,9 +169,14 @@ class DistillTask(TrainTask):
         return cfg.model
 
     def meta(self) -> dict:
-        return {"prediction": self.cfg.diffusion.prediction, "latent": None, "distill": self.record}
+        return {"prediction": self.cfg.diffusion.prediction, "latent": None, "distill": self._record()}
+
+    def _record(self) -> dict:
+        return {"teacher_solver": self.solver, "teacher_substeps": self.substeps, **self.record}
 
     def check_resume(self, meta: dict) -> None:
-        saved = meta.get("distill") or {}
-        if saved.get("steps") != self.record.get("steps") or saved.get("teacher") != self.record.get("teacher"):
-            raise LargoError("cannot resume: the checkpoint is another distillation round (teacher or steps differ)")
+        saved = {"teacher_solver": "ddim", "teacher_substeps": 2, **(meta.get("distill") or {})}  # older rounds
+        mine = self._record()
+        if any(saved.get(k) != mine.get(k) for k in ("steps", "teacher", "teacher_solver", "teacher_substeps")):
+            raise LargoError("cannot resume: the checkpoint is another distillation round (teacher, its solver or "
+                             "steps differ)")
