@@ -25,7 +25,7 @@ from largo.config import RunConfig
 from largo.data import ImageSet
 from largo.diffusion.samplers import sample
 from largo.errors import LargoError
-from largo.io import atomic_write_json, read_json
+from largo.io import atomic_write, atomic_write_json, read_json
 from largo.runtime import resolve_device
 from largo.sampling import SamplingOptions
 from largo.sampling.generate import image_shape, make_denoiser
@@ -104,7 +104,8 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
         raise LargoError(f"{source} is already a distilled student; distill its teacher with a smaller --to")
 
 
-LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}  # what records written before these settings mean
+# what a record written before these settings existed means
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}
 
 
 def _open_out(out: Path, record: dict) -> dict:
@@ -132,8 +133,7 @@ def _reuse_pool(source: Path, path: Path, n: int, num_classes: int, log: Callabl
     if not isinstance(pool, dict) or set(pool) != {"x0", "labels"} or len(pool["x0"]) != n or not torch.equal(
             pool["labels"], torch.arange(n) % num_classes):
         raise LargoError(f"--pool-from {source} is not a pool of {n} teacher samples of {num_classes} classes")
-    torch.save(pool, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    atomic_write(path, lambda tmp: torch.save(pool, tmp))
     log(f"{n} teacher samples reused from {source} → {path}")
 
 
@@ -156,8 +156,8 @@ def teacher_pool(out: Path, net: torch.nn.Module, cfg: RunConfig, n: int, steps:
             chunks.append(sample(denoiser, (len(y), *image_shape(cfg)), y.to(device), sampler=options.sampler,
                                  steps=options.steps, spacing=options.spacing, eta=options.eta, clip_x0=True,
                                  seeds=[POOL_SEED + lo + i for i in range(len(y))], device=device).cpu())
-        torch.save({"x0": torch.cat(chunks).clamp(-1, 1), "labels": labels}, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        pool = {"x0": torch.cat(chunks).clamp(-1, 1), "labels": labels}
+        atomic_write(path, lambda tmp: torch.save(pool, tmp))
         log(f"{n} teacher samples ({options.describe()}) in {(time.time() - start) / 60:.1f} min → {path}")
     pool = torch.load(path, weights_only=True)
     return pool["x0"], pool["labels"]
