@@ -411,6 +411,24 @@ def test_rerunning_the_command_continues_and_keeps_finished_rounds(students, tea
     assert "1-step student" in capsys.readouterr().out
 
 
+def test_a_smaller_to_adds_halving_rounds_and_keeps_the_finished_ones(teacher, tmp_path):
+    out = tmp_path / "out"
+    cmd = ["distill", str(teacher), "--steps", "2", "--cfg", "3", "--teacher-substeps", "3", "--out", str(out), *TINY]
+    assert main(cmd) == 0
+    before, first = json.loads((out / "distill.json").read_text()), _weights(out / "rounds" / "steps-2")
+    assert main([*cmd, "--to", "1"]) == 0
+    record = json.loads((out / "distill.json").read_text())
+    assert record["plan"] == [2, 1] and set(record["rounds"]) == {"2", "1"}
+    assert record["minutes"]["2"] == before["minutes"]["2"]  # the 2-step round was kept, not trained again
+    for a, b in zip(first, _weights(out / "rounds" / "steps-2")):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    meta = load_model(out).meta["distill"]
+    assert meta["steps"] == 1 and meta["teacher"] == "out/rounds/steps-2" and meta["teacher_solver"] == "ddim"
+    assert main([*cmd, "--to", "1", "--teacher-substeps", "4"]) == 2  # other settings: another distillation
+    assert main(["distill", str(teacher), "--steps", "4", "--cfg", "3", "--teacher-substeps", "3", "--out",
+                 str(out), *TINY]) == 2  # [4] does not start with [2, 1]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--steps", "3"], "--steps must be a power of two"),
     (["--steps", "2", "--to", "4"], "rounds halve the steps"),

@@ -108,11 +108,20 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
 LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}
 
 
+def _extends(old: dict, record: dict) -> bool:
+    """Whether `record` is `old`'s progressive distillation with more halving rounds (its plan starts with old's)."""
+    plan, new = old.get("plan") or [], record.get("plan") or []
+    return (old.get("method") == record.get("method") == "progressive" and len(new) > len(plan)
+            and new[:len(plan)] == plan and all(old.get(k) == v for k, v in record.items() if k != "plan"))
+
+
 def _open_out(out: Path, record: dict) -> dict:
     """The distillation record of OUT: a new one, or the existing one when the same distillation continues."""
     path = out / DISTILL_RECORD
     if path.is_file():
         old = {**LEGACY, **read_json(path, "distillation record")}
+        if _extends(old, record):  # a smaller --to continues the same halving rounds: finished rounds are kept
+            old["plan"] = record["plan"]
         if {k: old.get(k) for k in record} != record:
             raise LargoError(f"{out} holds another distillation ({old.get('teacher')}, steps {old.get('plan')}); "
                              f"choose another --out or repeat its settings to continue it")
