@@ -4,18 +4,7 @@
 # scratch and with non-leaking augmentation, 1,600 steps of batch 32 each (205 passes), one core each (~80 min).
 set -e
 FOLDER=${FOLDER:-/tmp/flowers5}
-.venv/bin/python - "$FOLDER" <<'PY'
-import os, sys, scipy.io, torchvision.datasets as tvd
-root, data = sys.argv[1], os.path.abspath("../shared/data")
-labels = scipy.io.loadmat(f"{data}/flowers-102/imagelabels.mat")["labels"][0]
-names = tvd.Flowers102(data, split="train").classes
-for name in ("passion flower", "water lily", "frangipani", "wallflower", "rose"):
-    os.makedirs(f"{root}/{name}", exist_ok=True)
-    for i in (i for i, k in enumerate(labels) if k == names.index(name) + 1):
-        dst = f"{root}/{name}/image_{i + 1:05d}.jpg"
-        if not os.path.exists(dst):
-            os.symlink(f"{data}/flowers-102/jpg/image_{i + 1:05d}.jpg", dst)
-PY
+.venv/bin/python benchmarks/flowers_folder.py "$FOLDER"
 export OMP_NUM_THREADS=1
 mkdir -p runs/ft
 # the judge: a 5-class classifier on the folder's 95 % split (tested on the other 5 %)

@@ -7,20 +7,7 @@
 set -e
 BASE=${BASE:-/tmp/flowers97}
 FOLDER=${FOLDER:-/tmp/flowers5}
-.venv/bin/python - "$BASE" <<'PY'
-import os, sys, scipy.io, torchvision.datasets as tvd
-root, data = sys.argv[1], os.path.abspath("../shared/data")
-labels = scipy.io.loadmat(f"{data}/flowers-102/imagelabels.mat")["labels"][0]
-names = tvd.Flowers102(data, split="train").classes
-for k, name in enumerate(names):
-    if name in ("passion flower", "water lily", "frangipani", "wallflower", "rose"):
-        continue  # the fine-tuning classes: the base never sees them
-    os.makedirs(f"{root}/{name}", exist_ok=True)
-    for i in (i for i, label in enumerate(labels) if label == k + 1):
-        dst = f"{root}/{name}/image_{i + 1:05d}.jpg"
-        if not os.path.exists(dst):
-            os.symlink(f"{data}/flowers-102/jpg/image_{i + 1:05d}.jpg", dst)
-PY
+.venv/bin/python benchmarks/flowers_folder.py "$BASE" --exclude  # the base never sees the five
 export OMP_NUM_THREADS=1
 mkdir -p runs/ft
 [ -f runs/ft/flowers97-base/checkpoints/latest ] || taskset -c 0 .venv/bin/largo train --preset demo \

@@ -13,10 +13,12 @@ from safetensors.torch import load_file
 from helpers import tiny_config
 from largo.checkpoint import latest_checkpoint
 from largo.cli import main
+from largo.data import load_images
 from largo.data.augment import AUG_DIM, apply_augment, augment, draw_labels
 from largo.errors import LargoError
 from largo.models import build_unet
 from largo.train import finetune, phema
+from largo.train.monitor import TrainingEval
 from largo.train.run import new_run_config
 from largo.train.trainer import Trainer
 
@@ -196,9 +198,6 @@ def test_evaluation_on_a_small_folder_says_its_held_out_set_is_small(tmp_path):
     cfg = tiny_config(eval_n=4)
     cfg.data = dataclasses.replace(cfg.data, dataset=f"folder:{folder}", data_root="", resolution=16, hflip=False)
     cfg.model = dataclasses.replace(cfg.model, num_classes=2)
-    from largo.data import load_images
-    from largo.train.monitor import TrainingEval
-
     lines: list[str] = []
     TrainingEval(cfg, load_images(cfg.data.dataset, "train", 16), torch.device("cpu"), log=lines.append)
     note = [ln for ln in lines if "held-out images" in ln]

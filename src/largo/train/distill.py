@@ -195,7 +195,7 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     settings.check()
     out = Path(out)
     dev = resolve_device(device)
-    net, tcfg, tckpt, tmeta = load_network(teacher, dev)
+    net, tcfg, _, tmeta = load_network(teacher, dev)
     _check_teacher(tcfg, tmeta, str(teacher))
     if settings.cfg_range is None:  # the teacher's own guidance scale
         settings = dataclasses.replace(settings, cfg_range=(tcfg.sample.cfg, tcfg.sample.cfg))
