@@ -276,6 +276,38 @@ def test_the_plain_first_teacher_and_a_reused_pool_through_the_cli(students, tea
     assert "is not a pool of 4 teacher samples" in err and len(err.splitlines()) == 1
 
 
+def test_distilling_on_the_teachers_dataset_samples_no_pool(teacher, tmp_path, capsys, monkeypatch):
+    seen = []
+    real_loss = DistillTask.loss
+
+    def spy(self, model_fn, net, x, y, step, shard):
+        seen.append(x.detach().clone())
+        return real_loss(self, model_fn, net, x, y, step, shard)
+
+    monkeypatch.setattr(DistillTask, "loss", spy)
+    out = tmp_path / "on-data"
+    assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--data", "--out", str(out),
+                 *TINY]) == 0
+    assert not (out / "teacher_samples.pt").exists()  # nothing sampled from the teacher up front
+    record = json.loads((out / "distill.json").read_text())
+    assert record["data"] is True and set(record["rounds"]) == {"2", "1"}
+    for steps in (2, 1):
+        assert load_model(out, steps=steps).meta["distill"]["x0_from"] == "fashion_mnist"
+    # the x0 the task saw are dataset images: uint8 levels scaled to [-1, 1], not a sampler's continuous output
+    x = torch.cat(seen)
+    assert len(seen) == 4 and torch.allclose((x + 1) * 127.5, ((x + 1) * 127.5).round(), atol=1e-4)
+    # the same folder without --data is another distillation; --data with --pool-from, or --data-root alone, refused
+    capsys.readouterr()
+    again = ["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", *TINY]
+    assert main([*again, "--out", str(out)]) == 2
+    assert "holds another distillation" in capsys.readouterr().err
+    for extra in (["--data", "--pool-from", str(out)], ["--data-root", str(tmp_path)]):
+        assert main([*again, *extra, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--data" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_consistency_distillation_through_the_cli_serves_every_step_count(teacher, students, tmp_path):
     out = tmp_path / "cd"
     assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--method", "consistency",

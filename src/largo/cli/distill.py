@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Progressive distillation (Salimans & Ho 2022) with the guidance folded into "
                                    "the student (Meng et al. 2023): each round halves the DDIM steps, from --steps "
                                    "down to --to; the student takes w as input (one pass per step). Trains on the "
-                                   "teacher's own samples: no dataset. Run it again to continue an interrupted one.")
+                                   "teacher's own samples (no dataset needed) or, with --data, its dataset. Run it again to continue an interrupted one.")
     p.add_argument("teacher", metavar="RUN_OR_NAME", help="run directory, checkpoint folder or released name")
     p.add_argument("--steps", type=int, required=True, help="the first student's steps (a power of two; its "
                                                             "teacher walks twice as many)")
@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                         "decay (default 0.95)")
     p.add_argument("--pool-from", default="", metavar="FILE", help="reuse a teacher_samples.pt (or the folder "
                                                                     "holding one) of the same teacher, w and --pool")
+    p.add_argument("--data", action="store_true", help="train on the teacher's training images (its dataset) "
+                   "instead of its own samples: no pool to sample")
+    p.add_argument("--data-root", default="", help="with --data: the dataset root (default: the teacher's, else "
+                   "../shared/data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
                                args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed,
                                args.teacher_solver, args.teacher_substeps, args.pool_from, args.method, args.cd_grid,
-                               args.cd_target_decay)
+                               args.cd_target_decay, args.data, args.data_root)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
     for steps, r in summary["rounds"].items():

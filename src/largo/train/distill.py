@@ -3,6 +3,7 @@
 Layout of OUT (an ordinary run directory: `largo sample/eval/serve OUT` use its fewest-step student so far):
     distill.json             teacher, guidance range, the plan, each finished round's run and CPU minutes
     teacher_samples.pt       the teacher's own samples (x0 in the space the network sees) and labels: the data
+                             (not there with `data=True`: the students train on the teacher's training images)
     rounds/steps-N/          round N's run directory (config.json, checkpoints/, log.jsonl, samples/): resumable
     config.json, checkpoints/   the latest finished round's student (its config samples with ddim at N steps)
 Running the same command again continues an interrupted distillation (the round in progress resumes bit-exactly
@@ -63,6 +64,10 @@ class DistillSettings:
     method: str = "progressive"
     cd_grid: int = 32
     cd_target_decay: float = 0.95
+    # x0 from the teacher's own training images (its config's dataset, train split) instead of its samples: no pool
+    # to sample, the dataset's variety instead of `pool` images (Salimans & Ho and Meng et al. distil on data)
+    data: bool = False
+    data_root: str = ""  # where that dataset is (default: the teacher config's, else ../shared/data)
 
     def check(self) -> None:
         for name, n in (("--steps", self.steps), ("--to", self.to)):
@@ -83,6 +88,10 @@ class DistillSettings:
         if self.method == "consistency" and (self.cd_grid % self.steps or not 0 <= self.cd_target_decay < 1):
             raise LargoError(f"--cd-grid must be a multiple of --steps and --cd-target-decay in [0, 1), got "
                              f"{self.cd_grid} and {self.cd_target_decay:g}")
+        if self.data and self.pool_from:
+            raise LargoError("--data trains on the teacher's dataset, --pool-from on its samples: give one of them")
+        if self.data_root and not self.data:
+            raise LargoError("--data-root is where --data finds the teacher's dataset; add --data or drop it")
         if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
             lo, hi = self.cfg_range
             if not (math.isfinite(lo) and math.isfinite(hi) and 1 <= lo <= hi <= 20):
@@ -105,7 +114,7 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
 
 
 # what a record written before these settings existed means
-LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive"}
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive", "data": False}
 
 
 def _extends(old: dict, record: dict) -> bool:
@@ -180,8 +189,10 @@ def student_config(teacher: RunConfig, s: DistillSettings, steps: int, device: s
         ema_warmup=True, ema_power=0.0, seed=s.seed, device=device, precision=precision, compile=False,
         log_every=10, sample_every=0, checkpoint_every=max(1, min(100, s.iters_per_round or 100)), keep=2,
         init_from="", eval_every=0, phema_every=0, channels_last=False)
+    data = dataclasses.replace(teacher.data, hflip=False, augment=0.0,
+                               data_root=s.data_root or teacher.data.data_root)
     return dataclasses.replace(
-        teacher, preset="", train=t, data=dataclasses.replace(teacher.data, hflip=False, augment=0.0),
+        teacher, preset="", train=t, data=data,
         model=dataclasses.replace(teacher.model, guidance_input=True),
         sample=dataclasses.replace(teacher.sample, sampler="ddim", sample_steps=steps, eta=0.0, spacing="trailing",
                                    cfg=hi if lo == hi else teacher.sample.cfg, clip_x0=False))
@@ -205,7 +216,7 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
               "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
               "batch_size": settings.batch_size, "lr": settings.lr, "teacher_solver": settings.teacher_solver,
-              "teacher_substeps": settings.teacher_substeps, "method": settings.method}
+              "teacher_substeps": settings.teacher_substeps, "method": settings.method, "data": settings.data}
     if settings.method == "consistency":  # its teacher takes one DDIM step on the CD grid
         record.update(teacher_solver="ddim", teacher_substeps=1, cd_grid=settings.cd_grid,
                       cd_target_decay=settings.cd_target_decay)
@@ -215,21 +226,25 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     if settings.pool_from and not (out / POOL_FILE).is_file():
         state["pool_from"] = str(settings.pool_from)
         atomic_write_json(out / DISTILL_RECORD, state)
-    x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log,
-                              settings.pool_from)
     class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
-    data = ImageSet(x0, labels, class_names)
+    data = None  # with settings.data the Trainer loads the teacher's dataset from the student's config
+    if not settings.data:
+        x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log,
+                                  settings.pool_from)
+        data = ImageSet(x0, labels, class_names)
+    source = tcfg.data.dataset if settings.data else POOL_FILE  # what x0 is drawn from, in each round's meta
     clip, summary = tcfg.sample.clip_x0, {"out": str(out), "rounds": {}, "stop_reason": "done"}
     if settings.method == "consistency":
         return _consistency(out, settings, state, tcfg, net, data, str(teacher), device, dev, precision, progress,
-                            log, class_names)
+                            log, class_names, source)
     teacher_name, total_iters = str(teacher), 0
     solver, substeps = settings.teacher_solver, settings.teacher_substeps  # the first round's; then ddim, 2
     for steps in settings.plan:
         run_dir = out / "rounds" / f"steps-{steps}"
         scfg = student_config(tcfg, settings, steps, device, precision)
         info = {"teacher": teacher_name, "teacher_steps": substeps * steps, "teacher_solver": solver,
-                "teacher_substeps": substeps, "steps": steps, "cfg_range": [lo, hi], "origin": str(teacher)}
+                "teacher_substeps": substeps, "steps": steps, "cfg_range": [lo, hi], "origin": str(teacher),
+                "x0_from": source}
         task = DistillTask(scfg, dev, net, clip, (lo, hi), info, solver=solver, substeps=substeps)
         trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress,
                           data=data, task=task)
@@ -256,16 +271,16 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
     return summary
 
 
-def _consistency(out: Path, s: DistillSettings, state: dict, tcfg: RunConfig, net: torch.nn.Module, data: ImageSet,
-                 teacher: str, device: str, dev: torch.device, precision: str, progress: bool,
-                 log: Callable[[str], Any], class_names: list[str]) -> dict[str, Any]:
+def _consistency(out: Path, s: DistillSettings, state: dict, tcfg: RunConfig, net: torch.nn.Module,
+                 data: ImageSet | None, teacher: str, device: str, dev: torch.device, precision: str, progress: bool,
+                 log: Callable[[str], Any], class_names: list[str], source: str) -> dict[str, Any]:
     """One consistency-distillation run (train/consistency_task.py) serving every step count of the plan."""
     lo, hi = s.cfg_range
     run_dir = out / "rounds" / "consistency"
     scfg = student_config(tcfg, s, s.to, device, precision)
     info = {"method": "consistency", "teacher": teacher, "teacher_steps": s.cd_grid, "steps": s.to,
             "step_counts": s.plan, "cd_grid": s.cd_grid, "cd_target_decay": s.cd_target_decay,
-            "cfg_range": [lo, hi], "origin": teacher}
+            "cfg_range": [lo, hi], "origin": teacher, "x0_from": source}
     task = ConsistencyTask(scfg, dev, net, tcfg.sample.clip_x0, (lo, hi), info, grid_steps=s.cd_grid,
                            target_decay=s.cd_target_decay, step_counts=tuple(s.plan))
     trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress, data=data,
