@@ -41,7 +41,7 @@ def evaluations_per_image(model, options) -> float:
 def measure(tag: str, model, options, judges: Judges, a: argparse.Namespace) -> dict:
     k = model.cfg.model.num_classes
     labels = torch.arange(a.n) % k
-    seeds = [10_000 + i for i in range(a.n)]
+    seeds = [a.first_seed + i for i in range(a.n)]
     model.generate(labels[:4], seeds[:4], options, batch_size=4)  # warm-up
     t0 = time.time()
     images = model.generate(labels, seeds, options, batch_size=a.batch_size)
@@ -86,6 +86,8 @@ def main() -> None:
     p.add_argument("--w", type=float, default=3.0)
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--first-seed", type=int, default=10_000, help="image i uses seed FIRST+i (another value: a "
+                   "second seed set, for the scores' spread; the grids keep their seeds)")
     p.add_argument("--classifiers", nargs="*", default=[], help="judges (default: the dataset's, both for FM)")
     p.add_argument("--grids", default="", help="folder for one class grid per model")
     p.add_argument("--out", default=str(OUT))
@@ -110,7 +112,8 @@ def main() -> None:
     record = {"teacher": a.teacher, "students": a.students, "args": vars(a), "machine": machine(),
               "distill": json.loads((Path(a.students) / "distill.json").read_text()),
               "seconds": round(time.time() - t0, 1), "rows": rows}
-    atomic_write_json(Path(a.out) / f"distill-{Path(a.students).name}-n{a.n}.json", record)
+    seed_set = "" if a.first_seed == 10_000 else f"-s{a.first_seed}"
+    atomic_write_json(Path(a.out) / f"distill-{Path(a.students).name}-n{a.n}{seed_set}.json", record)
     print("\n".join(table(rows)))
 
 
