@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Progressive distillation (Salimans & Ho 2022) with the guidance folded into "
                                    "the student (Meng et al. 2023): each round halves the DDIM steps, from --steps "
                                    "down to --to; the student takes w as input (one pass per step). Trains on the "
-                                   "teacher's own samples (no dataset needed) or, with --data, its dataset. Run it again to continue an interrupted one.")
+                                   "teacher's own samples (no dataset needed) or, with --data, its dataset. Run it "
+                                   "again to continue an interrupted one.")
     p.add_argument("teacher", metavar="RUN_OR_NAME", help="run directory, checkpoint folder or released name")
     p.add_argument("--steps", type=int, required=True, help="the first student's steps (a power of two; its "
                                                             "teacher walks twice as many)")

@@ -222,13 +222,13 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
                       cd_target_decay=settings.cd_target_decay)
     state = _open_out(out, record)
     atomic_write_json(out / DISTILL_RECORD, state)
-    pool_w = hi if lo == hi else tcfg.sample.cfg
     if settings.pool_from and not (out / POOL_FILE).is_file():
         state["pool_from"] = str(settings.pool_from)
         atomic_write_json(out / DISTILL_RECORD, state)
     class_names = tmeta.get("class_names") or [str(i) for i in range(tcfg.model.num_classes)]
     data = None  # with settings.data the Trainer loads the teacher's dataset from the student's config
     if not settings.data:
+        pool_w = hi if lo == hi else tcfg.sample.cfg
         x0, labels = teacher_pool(out, net, tcfg, settings.pool, settings.pool_steps, pool_w, dev, log,
                                   settings.pool_from)
         data = ImageSet(x0, labels, class_names)
