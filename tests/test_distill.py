@@ -308,6 +308,28 @@ def test_distilling_on_the_teachers_dataset_samples_no_pool(teacher, tmp_path, c
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_wider_student_starts_as_the_teacher_and_samples_like_any_run(teacher, tmp_path, capsys):
+    net, tcfg, _, _ = load_network(teacher)
+    settings = DistillSettings(2, 2, (3.0, 3.0), iters_per_round=2, width=2)
+    scfg = student_config(tcfg, settings, 2, "cpu", "fp32")
+    assert scfg.model.base_channels == 2 * tcfg.model.base_channels
+    student = DistillTask(scfg, torch.device("cpu"), net, True, (3.0, 3.0), {}).build_net().eval()
+    x, t, y = torch.randn(4, 1, 16, 16), torch.tensor([999.0, 500.0, 20.0, 0.0]), torch.tensor([0, 3, 9, 10])
+    with torch.no_grad():
+        assert torch.allclose(student(x, t, y, guidance=torch.tensor(3.0)), net(x, t, y), atol=1e-5)
+    out = tmp_path / "wide"
+    assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--width", "2", "--out",
+                 str(out), *TINY]) == 0
+    assert json.loads((out / "distill.json").read_text())["width"] == 2
+    for steps in (2, 1):  # the 1-step round's teacher is the wide 2-step student: same width, no widening
+        assert load_model(out, steps=steps).cfg.model.base_channels == 2 * tcfg.model.base_channels
+    assert main(["sample", str(out), "--n", "1", "--out", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert main(["distill", str(teacher), "--steps", "2", "--width", "5", "--out", str(tmp_path / "w5"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--width" in err and len(err.splitlines()) == 1 and not (tmp_path / "w5").exists()
+
+
 def test_consistency_distillation_through_the_cli_serves_every_step_count(teacher, students, tmp_path):
     out = tmp_path / "cd"
     assert main(["distill", str(teacher), "--steps", "2", "--to", "1", "--cfg", "3", "--method", "consistency",

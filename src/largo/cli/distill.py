@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "instead of its own samples: no pool to sample")
     p.add_argument("--data-root", default="", help="with --data: the dataset root (default: the teacher's, else "
                    "../shared/data)")
+    p.add_argument("--width", type=int, default=1, help="the student's channels as a multiple of the teacher's "
+                   "(default 1; 2: a wider student that starts as the teacher's function, about 4x the compute)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
                                args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed,
                                args.teacher_solver, args.teacher_substeps, args.pool_from, args.method, args.cd_grid,
-                               args.cd_target_decay, args.data, args.data_root)
+                               args.cd_target_decay, args.data, args.data_root, args.width)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
     for steps, r in summary["rounds"].items():

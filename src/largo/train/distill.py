@@ -68,6 +68,9 @@ class DistillSettings:
     # to sample, the dataset's variety instead of `pool` images (Salimans & Ho and Meng et al. distil on data)
     data: bool = False
     data_root: str = ""  # where that dataset is (default: the teacher config's, else ../shared/data)
+    # the student's channels, a multiple of the teacher's: a wider student starts as the teacher's function
+    # (models/widen.py) with more capacity to fit the few-step map
+    width: int = 1
 
     def check(self) -> None:
         for name, n in (("--steps", self.steps), ("--to", self.to)):
@@ -90,6 +93,9 @@ class DistillSettings:
                              f"{self.cd_grid} and {self.cd_target_decay:g}")
         if self.data and self.pool_from:
             raise LargoError("--data trains on the teacher's dataset, --pool-from on its samples: give one of them")
+        if not 1 <= self.width <= 4:
+            raise LargoError(f"--width is the student's channels as a multiple of the teacher's: 1 to 4, got "
+                             f"{self.width}")
         if self.data_root and not self.data:
             raise LargoError("--data-root is where --data finds the teacher's dataset; add --data or drop it")
         if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
@@ -114,7 +120,7 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
 
 
 # what a record written before these settings existed means
-LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive", "data": False}
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive", "data": False, "width": 1}
 
 
 def _extends(old: dict, record: dict) -> bool:
@@ -193,7 +199,8 @@ def student_config(teacher: RunConfig, s: DistillSettings, steps: int, device: s
                                data_root=s.data_root or teacher.data.data_root)
     return dataclasses.replace(
         teacher, preset="", train=t, data=data,
-        model=dataclasses.replace(teacher.model, guidance_input=True),
+        model=dataclasses.replace(teacher.model, guidance_input=True,
+                                  base_channels=teacher.model.base_channels * s.width),
         sample=dataclasses.replace(teacher.sample, sampler="ddim", sample_steps=steps, eta=0.0, spacing="trailing",
                                    cfg=hi if lo == hi else teacher.sample.cfg, clip_x0=False))
 
@@ -216,7 +223,8 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
               "cfg_range": [lo, hi], "pool": settings.pool, "pool_steps": settings.pool_steps,
               "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
               "batch_size": settings.batch_size, "lr": settings.lr, "teacher_solver": settings.teacher_solver,
-              "teacher_substeps": settings.teacher_substeps, "method": settings.method, "data": settings.data}
+              "teacher_substeps": settings.teacher_substeps, "method": settings.method, "data": settings.data,
+              "width": settings.width}
     if settings.method == "consistency":  # its teacher takes one DDIM step on the CD grid
         record.update(teacher_solver="ddim", teacher_substeps=1, cd_grid=settings.cd_grid,
                       cd_target_decay=settings.cd_target_decay)

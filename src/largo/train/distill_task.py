@@ -37,6 +37,7 @@ from largo.diffusion.parameterization import to_x0
 from largo.diffusion.schedules import NoiseSchedule
 from largo.errors import LargoError
 from largo.models import build_unet
+from largo.models.widen import widened_state
 from largo.sampling import class_grid
 from largo.train.task import TrainTask
 
@@ -89,7 +90,10 @@ class DistillTask(TrainTask):
 
     def build_net(self) -> nn.Module:
         net = build_unet(self.cfg.model, self.cfg.net_size)
-        missing, unexpected = net.load_state_dict(self.teacher.state_dict(), strict=False)
+        state = self.teacher.state_dict()
+        if net.base_channels != getattr(self.teacher, "base_channels", net.base_channels):  # a wider student
+            state = widened_state(self.teacher, net, seed=self.cfg.train.seed)
+        missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("guidance_embed.") for k in missing):
             raise LargoError("the teacher's network does not match the student's architecture")
         return net
