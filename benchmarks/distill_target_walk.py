@@ -44,27 +44,23 @@ def target_walk(task: DistillTask, labels: torch.Tensor, seeds: list[int], w: fl
     step with it, which lands exactly where the teacher's substeps do (x̃ itself after the last interval).
     Returns the images, the student's squared x0 error per interval (summed over images; zeros without a student)
     and the student's own walk from the same noise (None without one)."""
-    eps = ImageNoise(seeds, shape, "cpu").draw()
     k, b = task.substeps, len(labels)
     w_b = torch.full((b,), w)
+
+    def student_x0(x: torch.Tensor, i: int, a: torch.Tensor) -> torch.Tensor:
+        pred = student(x.float(), task.timesteps[k * i].float().expand(b), labels, guidance=w_b).double()
+        return to_x0(pred, task.cfg.diffusion.prediction, x, a.sqrt(), (1 - a).sqrt())
+
+    x = own = ImageNoise(seeds, shape, "cpu").draw()
     sq_err = torch.zeros(task.steps, dtype=torch.float64)
-    walks = {"target": eps, "student": eps} if student is not None else {"target": eps}
     for i in range(task.steps):
         a, a_next = task.abar[k * i], task.abar[k * i + k]
-        for name, x in walks.items():
-            if name == "target":
-                x0 = task.target(x, torch.full((b,), i), labels, w_b)
-                if student is not None:
-                    sx0 = to_x0(student(x.float(), task.timesteps[k * i].float().expand(b), labels, guidance=w_b)
-                                .double(), task.cfg.diffusion.prediction, x, a.sqrt(), (1 - a).sqrt())
-                    sq_err[i] += (sx0 - x0).square().flatten(1).mean(1).sum()
-            else:
-                x0 = to_x0(student(x.float(), task.timesteps[k * i].float().expand(b), labels, guidance=w_b)
-                           .double(), task.cfg.diffusion.prediction, x, a.sqrt(), (1 - a).sqrt())
-            walks[name] = x0 if a_next >= 1 else (a_next.sqrt() * x0
-                                                  + (1 - a_next).sqrt() * (x - a.sqrt() * x0) / (1 - a).sqrt())
-    own = walks["student"].clamp(-1, 1) if student is not None else None
-    return walks["target"].clamp(-1, 1), sq_err, own
+        x0 = task.target(x, torch.full((b,), i), labels, w_b)
+        if student is not None:
+            sq_err[i] = (student_x0(x, i, a) - x0).square().flatten(1).mean(1).sum()
+            own = task._ddim(own, student_x0(own, i, a), a, a_next)
+        x = task._ddim(x, x0, a, a_next)  # x0 itself at the last interval (ᾱ = 1)
+    return x.clamp(-1, 1), sq_err, own.clamp(-1, 1) if student is not None else None
 
 
 def main() -> None:
