@@ -436,8 +436,8 @@ def _weights(run):
     return load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")
 
 
-@pytest.mark.parametrize("solver, substeps", [("ddim", 2), ("dpmpp2m", 3)])
-def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path, solver, substeps):
+@pytest.mark.parametrize("solver, substeps, reuse", [("ddim", 2, 1), ("dpmpp2m", 3, 1), ("dpmpp2m", 3, 2)])
+def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path, solver, substeps, reuse):
     net, tcfg, _, _ = load_network(teacher)
     pool = ImageSet(torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8) % 10, [str(i) for i in range(10)])
 
@@ -445,7 +445,7 @@ def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path, s
         scfg = student_config(tcfg, DistillSettings(2, 2, (1.0, 5.0), iters, batch_size=4, pool=8), 2, "cpu", "fp32")
         scfg.train = dataclasses.replace(scfg.train, checkpoint_every=2)
         task = DistillTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 2, "teacher": "t"},
-                           solver=solver, substeps=substeps)
+                           solver=solver, substeps=substeps, reuse=reuse)
         return Trainer(scfg, run, resume=resume, progress=False, data=pool, task=task)
 
     trainer(tmp_path / "full", 4).fit()
@@ -455,6 +455,44 @@ def test_resume_mid_round_reaches_bitwise_identical_weights(teacher, tmp_path, s
     resumed.fit()
     for full, part in zip(_weights(tmp_path / "full"), _weights(tmp_path / "part")):
         assert all(torch.equal(full[k], part[k]) for k in full)
+
+
+def test_reuse_asks_the_teacher_for_a_fraction_of_each_batch_and_trains_on_banked_targets(teacher):
+    net, tcfg, _, _ = load_network(teacher)
+    scfg = student_config(tcfg, DistillSettings(2, 2, (1.0, 5.0), 3, batch_size=8, pool=8, reuse=4), 2, "cpu", "fp32")
+    task = DistillTask(scfg, torch.device("cpu"), net, True, (1.0, 5.0), {"steps": 2, "teacher": "t"},
+                       solver="dpmpp2m", substeps=3, reuse=4)
+    teacher_batches, student_inputs, target = [], [], task.target
+    task.target = lambda x_t, i, y, w: teacher_batches.append(len(i)) or target(x_t, i, y, w)
+    student = task.build_net()
+
+    def model_fn(x, t, y, guidance):
+        student_inputs.append(x.detach().clone())
+        return student(x, t, y, guidance=guidance)
+
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 16, 16) * 2 - 1, torch.arange(8) % 10
+    for step in range(3):
+        assert torch.isfinite(task.loss(model_fn, student, x, y, step, (0, 1)))
+    assert teacher_batches == [8, 2, 2]  # a whole batch to fill the bank, then B / reuse fresh pairs a step
+    assert task.bank_filled == 12 and task.bank_pos == 12 and len(task.bank["i"]) == 8 * 8
+    bank = {k: v[:12] for k, v in task.bank.items()}
+    for inputs in student_inputs:  # the student trains on banked pairs: each input row is one of the bank's
+        assert len(inputs) == 8 and all((bank["x_t"] == row).flatten(1).all(1).any() for row in inputs)
+    assert len(torch.cat(student_inputs[1:]).unique(dim=0)) > 2  # drawn from the whole bank, not the fresh pairs only
+    again = target(bank["x_t"].double(), bank["i"], bank["y"], bank["w"]).float()  # banked x̃: the teacher's target
+    assert torch.allclose(again, bank["x_tilde"], atol=1e-4)
+    state = task.state_dict()
+    assert state["bank_filled"] == 12 and torch.equal(state["bank"]["x_tilde"], task.bank["x_tilde"])
+
+
+def test_reuse_is_recorded_and_part_of_the_distillations_identity(teacher, tmp_path):
+    out = tmp_path / "reuse"
+    cmd = ["distill", str(teacher), "--steps", "2", "--cfg", "3", "--reuse", "2", "--out", str(out), *TINY]
+    assert main(cmd) == 0
+    assert json.loads((out / "distill.json").read_text())["reuse"] == 2
+    assert load_model(out).meta["distill"]["reuse"] == 2
+    assert main([*cmd, "--reuse", "1"]) == 2  # another distillation: its targets were not drawn the same way
 
 
 def test_rerunning_the_command_continues_and_keeps_finished_rounds(students, teacher, capsys):
@@ -489,6 +527,8 @@ def test_a_smaller_to_adds_halving_rounds_and_keeps_the_finished_ones(teacher, t
     (["--steps", "2", "--cfg", "0.5"], "guidance range"),
     (["--steps", "2", "--out", "EXISTING"], "not a distillation run"),
     (["--steps", "4", "--out", "STUDENTS"], "holds another distillation"),
+    (["--steps", "2", "--reuse", "3"], "divide the batch size 4"),
+    (["--steps", "2", "--method", "consistency", "--reuse", "2"], "takes no --reuse"),
 ])
 def test_one_line_errors(args, message, teacher, students, tmp_path, capsys):
     (tmp_path / "existing").mkdir()

@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "../shared/data)")
     p.add_argument("--width", type=int, default=1, help="the student's channels as a multiple of the teacher's "
                    "(default 1; 2: a wider student that starts as the teacher's function, about 4x the compute)")
+    p.add_argument("--reuse", type=int, default=1, help="train on each teacher target R times on average (a bank "
+                   "of targets; default 1: every pair fresh). The teacher is most of a step's cost")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     settings = DistillSettings(args.steps, args.to or args.steps, args.cfg, args.iters_per_round,
                                args.minutes_per_round, args.batch_size, args.lr, args.pool, args.pool_steps, args.seed,
                                args.teacher_solver, args.teacher_substeps, args.pool_from, args.method, args.cd_grid,
-                               args.cd_target_decay, args.data, args.data_root, args.width)
+                               args.cd_target_decay, args.data, args.data_root, args.width,
+                               args.reuse)
     summary = distill(args.teacher, args.out, settings, device=args.device, precision=args.precision,
                       progress=not args.quiet, log=lambda line: print(f"largo: {line}", flush=True))
     for steps, r in summary["rounds"].items():

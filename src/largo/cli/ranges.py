@@ -20,7 +20,7 @@ RANGES: dict[object, tuple[float, float]] = {
     ("eval", "n"): (2, 1_000_000), ("autoencoder eval", "n"): (0, 10_000_000), "to": (1, 4096),
     "iters_per_round": (1, 100_000_000), "minutes_per_round": (0.01, 100_000), "pool": (1, 10_000_000),
     "pool_steps": (0, 100_000), "teacher_substeps": (1, 1000), "cd_grid": (1, 1000),
-    "cd_target_decay": (0, 0.9999), "width": (1, 4),
+    "cd_target_decay": (0, 0.9999), "width": (1, 4), "reuse": (1, 32),
 }
 
 

@@ -71,6 +71,9 @@ class DistillSettings:
     # the student's channels, a multiple of the teacher's: a wider student starts as the teacher's function
     # (models/widen.py) with more capacity to fit the few-step map
     width: int = 1
+    # each teacher target trains the student this many times on average (a bank of targets, DistillTask): the
+    # teacher's guided substeps are about three quarters of a step's cost, so R > 1 buys more steps per minute
+    reuse: int = 1
 
     def check(self) -> None:
         for name, n in (("--steps", self.steps), ("--to", self.to)):
@@ -96,6 +99,11 @@ class DistillSettings:
         if not 1 <= self.width <= 4:
             raise LargoError(f"--width is the student's channels as a multiple of the teacher's: 1 to 4, got "
                              f"{self.width}")
+        if not 1 <= self.reuse <= 32 or self.batch_size % self.reuse:
+            raise LargoError(f"--reuse must be 1 to 32 and divide the batch size {self.batch_size}, got {self.reuse}")
+        if self.reuse > 1 and self.method == "consistency":
+            raise LargoError("--reuse banks a frozen teacher's targets; consistency distillation's target network "
+                             "moves, so it takes no --reuse")
         if self.data_root and not self.data:
             raise LargoError("--data-root is where --data finds the teacher's dataset; add --data or drop it")
         if self.cfg_range is not None:  # None: distill() puts in the teacher's sample cfg, then checks again
@@ -120,7 +128,8 @@ def _check_teacher(cfg: RunConfig, meta: dict, source: str) -> None:
 
 
 # what a record written before these settings existed means
-LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive", "data": False, "width": 1}
+LEGACY = {"teacher_solver": "ddim", "teacher_substeps": 2, "method": "progressive", "data": False, "width": 1,
+          "reuse": 1}
 
 
 def _extends(old: dict, record: dict) -> bool:
@@ -224,7 +233,7 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
               "iters_per_round": settings.iters_per_round, "minutes_per_round": settings.minutes_per_round,
               "batch_size": settings.batch_size, "lr": settings.lr, "teacher_solver": settings.teacher_solver,
               "teacher_substeps": settings.teacher_substeps, "method": settings.method, "data": settings.data,
-              "width": settings.width}
+              "width": settings.width, "reuse": settings.reuse}
     if settings.method == "consistency":  # its teacher takes one DDIM step on the CD grid
         record.update(teacher_solver="ddim", teacher_substeps=1, cd_grid=settings.cd_grid,
                       cd_target_decay=settings.cd_target_decay)
@@ -253,7 +262,8 @@ def distill(teacher: str | Path, out: str | Path, settings: DistillSettings, *, 
         info = {"teacher": teacher_name, "teacher_steps": substeps * steps, "teacher_solver": solver,
                 "teacher_substeps": substeps, "steps": steps, "cfg_range": [lo, hi], "origin": str(teacher),
                 "x0_from": source}
-        task = DistillTask(scfg, dev, net, clip, (lo, hi), info, solver=solver, substeps=substeps)
+        task = DistillTask(scfg, dev, net, clip, (lo, hi), info, solver=solver, substeps=substeps,
+                           reuse=settings.reuse)
         trainer = Trainer(scfg, run_dir, resume=latest_checkpoint(run_dir) is not None, progress=progress,
                           data=data, task=task)
         if str(steps) not in state["rounds"]:

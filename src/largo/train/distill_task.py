@@ -21,6 +21,11 @@ not DDIM at 2N steps, whose own discretisation error the student would otherwise
 The loss is max(SNR_t, 1) · ‖x̂0 − x̃‖² ("truncated SNR" weighting), x̂0 from the student's prediction at w.
 w is drawn uniformly from `cfg_range` (a fixed w when lo = hi). The student starts as the teacher (its w input is
 zero-initialised), so resume, EMA, checkpoints and logs are the Trainer's.
+
+The teacher's K guided substeps cost about three times the student's forward and backward pass. With `reuse` R > 1
+each step computes targets for only B/R fresh pairs (x_t, i, y, w, x̃) and trains on B pairs drawn uniformly from a
+bank of the last 8·B: the teacher is frozen, so a banked target never goes stale, and each one trains the student R
+times on average. The bank is part of the task's checkpointed state (resume stays exact).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from largo.sampling import class_grid
 from largo.train.task import TrainTask
 
 SUPPORTED_PREDICTIONS = ("eps", "x0", "v")
+BANK_BATCHES = 8  # with reuse > 1: the target bank holds this many batches of pairs
 
 
 TEACHER_SOLVERS = ("ddim", "dpmpp2m")
@@ -63,18 +69,22 @@ class DistillTask(TrainTask):
 
     def __init__(self, cfg: RunConfig, device: torch.device, teacher: nn.Module, teacher_clip_x0: bool,
                  cfg_range: tuple[float, float], record: dict[str, Any], *, solver: str = "ddim",
-                 substeps: int = 2):
+                 substeps: int = 2, reuse: int = 1):
         """`cfg`: the student's run config (its sample section: ddim at the student's steps); `teacher`: the frozen
         network (EMA weights) the student starts from; `record`: what the checkpoints' meta says of this round;
         `solver`, `substeps`: how the teacher integrates one student interval (ddim, 2: progressive distillation's
-        two DDIM steps)."""
+        two DDIM steps); `reuse`: how many times each teacher target trains the student on average."""
         if cfg.diffusion.prediction not in SUPPORTED_PREDICTIONS:
             raise LargoError(f"distillation needs an eps, x0 or v network; the teacher predicts "
                              f"{cfg.diffusion.prediction}")
         if solver not in TEACHER_SOLVERS or substeps < 1:
             raise LargoError(f"the teacher's solver must be one of {', '.join(TEACHER_SOLVERS)} with >= 1 substeps, "
                              f"got {solver} with {substeps}")
-        self.solver, self.substeps = solver, substeps
+        if reuse < 1:
+            raise LargoError(f"reuse must be >= 1, got {reuse}")
+        self.solver, self.substeps, self.reuse = solver, substeps, reuse
+        self.bank: dict[str, Tensor] = {}  # reuse > 1: banked pairs, a ring written at bank_pos
+        self.bank_pos = self.bank_filled = 0
         self.cfg, self.device, self.record = cfg, device, record
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.teacher_w_input = getattr(teacher, "guidance_embed", None) is not None
@@ -147,21 +157,42 @@ class DistillTask(TrainTask):
         ratio = (1 - a2).sqrt() / (1 - a0).sqrt()
         return (x - ratio * x_t) / (a2.sqrt() - ratio * a0.sqrt())
 
-    def loss(self, model_fn: nn.Module, net: nn.Module, x: Tensor, y: Tensor, step: int,
-             shard: tuple[int, int]) -> Tensor:
+    def _fresh(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """New training pairs from images x: a student grid index, w, x_t (the network's dtype) and the target x̃."""
         b, device = x.shape[0], x.device
         i = torch.randint(0, self.steps, (b,), device=device)
         w = self.lo + (self.hi - self.lo) * torch.rand(b, device=device)
         eps = torch.randn_like(x)
         a = self.abar.to(device)[self.substeps * i].view(-1, 1, 1, 1)
         x_t = a.sqrt() * x.to(torch.float64) + (1 - a).sqrt() * eps.to(torch.float64)
-        x_tilde = self.target(x_t, i, y, w)
-        t = self.timesteps.to(device)[self.substeps * i].float()
-        x_in = x_t.to(x.dtype)
-        pred = model_fn(x_in, t, y, guidance=w).float()
+        return {"x_t": x_t.to(x.dtype), "i": i, "y": y, "w": w, "x_tilde": self.target(x_t, i, y, w).float()}
+
+    def _replay(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """B pairs drawn from the bank after adding B/R fresh ones (a whole batch on the first step)."""
+        b = x.shape[0]
+        n = b if not self.bank else max(1, b // self.reuse)
+        fresh = self._fresh(x[:n], y[:n])
+        if not self.bank:
+            cap = BANK_BATCHES * b
+            self.bank = {k: v.new_zeros((cap,) + v.shape[1:]) for k, v in fresh.items()}
+        cap = len(self.bank["i"])
+        slots = (self.bank_pos + torch.arange(n, device=x.device)) % cap
+        for k, v in fresh.items():
+            self.bank[k][slots] = v
+        self.bank_pos, self.bank_filled = (self.bank_pos + n) % cap, min(cap, self.bank_filled + n)
+        pick = torch.randint(0, self.bank_filled, (b,), device=x.device)
+        return {k: v[pick] for k, v in self.bank.items()}
+
+    def loss(self, model_fn: nn.Module, net: nn.Module, x: Tensor, y: Tensor, step: int,
+             shard: tuple[int, int]) -> Tensor:
+        pairs = self._fresh(x, y) if self.reuse == 1 else self._replay(x, y)
+        i, x_in = pairs["i"], pairs["x_t"]
+        a = self.abar.to(x.device)[self.substeps * i].view(-1, 1, 1, 1)
+        t = self.timesteps.to(x.device)[self.substeps * i].float()
+        pred = model_fn(x_in, t, pairs["y"], guidance=pairs["w"]).float()
         x0_hat = to_x0(pred, self.cfg.diffusion.prediction, x_in.float(), a.sqrt().float(), (1 - a).sqrt().float())
         weight = (a / (1 - a)).clamp(min=1.0).float().view(-1)
-        per_image = (x0_hat - x_tilde.float()).square().flatten(1).mean(1)
+        per_image = (x0_hat - pairs["x_tilde"]).square().flatten(1).mean(1)
         self.logs = {"student_steps": float(self.steps)}
         return (weight * per_image).mean()
 
@@ -176,11 +207,22 @@ class DistillTask(TrainTask):
         return {"prediction": self.cfg.diffusion.prediction, "latent": None, "distill": self._record()}
 
     def _record(self) -> dict:
-        return {"teacher_solver": self.solver, "teacher_substeps": self.substeps, **self.record}
+        return {"teacher_solver": self.solver, "teacher_substeps": self.substeps, "reuse": self.reuse, **self.record}
+
+    def state_dict(self) -> dict:
+        if not self.bank:
+            return {}
+        return {"bank": {k: v.detach().cpu().clone() for k, v in self.bank.items()}, "bank_pos": self.bank_pos,
+                "bank_filled": self.bank_filled}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state and "bank" in state:
+            self.bank = {k: v.to(self.device) for k, v in state["bank"].items()}
+            self.bank_pos, self.bank_filled = int(state["bank_pos"]), int(state["bank_filled"])
 
     def check_resume(self, meta: dict) -> None:
-        saved = {"teacher_solver": "ddim", "teacher_substeps": 2, **(meta.get("distill") or {})}  # older rounds
+        saved = {"teacher_solver": "ddim", "teacher_substeps": 2, "reuse": 1, **(meta.get("distill") or {})}  # older
         mine = self._record()
-        if any(saved.get(k) != mine.get(k) for k in ("steps", "teacher", "teacher_solver", "teacher_substeps")):
+        if any(saved.get(k) != mine.get(k) for k in ("steps", "teacher", "teacher_solver", "teacher_substeps", "reuse")):
             raise LargoError("cannot resume: the checkpoint is another distillation round (teacher, its solver or "
                              "steps differ)")
