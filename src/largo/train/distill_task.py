@@ -221,8 +221,10 @@ class DistillTask(TrainTask):
             self.bank_pos, self.bank_filled = int(state["bank_pos"]), int(state["bank_filled"])
 
     def check_resume(self, meta: dict) -> None:
-        saved = {"teacher_solver": "ddim", "teacher_substeps": 2, "reuse": 1, **(meta.get("distill") or {})}  # older
+        # rounds saved before these keys existed: the plain first teacher, every pair fresh
+        saved = {"teacher_solver": "ddim", "teacher_substeps": 2, "reuse": 1, **(meta.get("distill") or {})}
         mine = self._record()
-        if any(saved.get(k) != mine.get(k) for k in ("steps", "teacher", "teacher_solver", "teacher_substeps", "reuse")):
-            raise LargoError("cannot resume: the checkpoint is another distillation round (teacher, its solver or "
-                             "steps differ)")
+        keys = ("steps", "teacher", "teacher_solver", "teacher_substeps", "reuse")
+        if any(saved.get(k) != mine.get(k) for k in keys):
+            raise LargoError("cannot resume: the checkpoint is another distillation round (teacher, its solver, "
+                             "steps or reuse differ)")
