@@ -475,7 +475,7 @@ def test_reuse_asks_the_teacher_for_a_fraction_of_each_batch_and_trains_on_banke
     for step in range(3):
         assert torch.isfinite(task.loss(model_fn, student, x, y, step, (0, 1)))
     assert teacher_batches == [8, 2, 2]  # a whole batch to fill the bank, then B / reuse fresh pairs a step
-    assert task.bank_filled == 12 and task.bank_pos == 12 and len(task.bank["i"]) == 8 * 8
+    assert task.banked == 12 and len(task.bank["i"]) == 8 * 8  # 12 of the ring's 64 slots filled, next one 12
     bank = {k: v[:12] for k, v in task.bank.items()}
     for inputs in student_inputs:  # the student trains on banked pairs: each input row is one of the bank's
         assert len(inputs) == 8 and all((bank["x_t"] == row).flatten(1).all(1).any() for row in inputs)
@@ -483,7 +483,7 @@ def test_reuse_asks_the_teacher_for_a_fraction_of_each_batch_and_trains_on_banke
     again = target(bank["x_t"].double(), bank["i"], bank["y"], bank["w"]).float()  # banked x̃: the teacher's target
     assert torch.allclose(again, bank["x_tilde"], atol=1e-4)
     state = task.state_dict()
-    assert state["bank_filled"] == 12 and torch.equal(state["bank"]["x_tilde"], task.bank["x_tilde"])
+    assert state["banked"] == 12 and torch.equal(state["bank"]["x_tilde"], task.bank["x_tilde"])
 
 
 def test_reuse_is_recorded_and_part_of_the_distillations_identity(teacher, tmp_path):

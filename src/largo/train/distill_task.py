@@ -83,8 +83,8 @@ class DistillTask(TrainTask):
         if reuse < 1:
             raise LargoError(f"reuse must be >= 1, got {reuse}")
         self.solver, self.substeps, self.reuse = solver, substeps, reuse
-        self.bank: dict[str, Tensor] = {}  # reuse > 1: banked pairs, a ring written at bank_pos
-        self.bank_pos = self.bank_filled = 0
+        self.bank: dict[str, Tensor] = {}  # reuse > 1: banked pairs, a ring
+        self.banked = 0  # pairs ever written to it: the ring's next slot and how much of it is filled follow
         self.cfg, self.device, self.record = cfg, device, record
         self.teacher = teacher.to(device).eval().requires_grad_(False)
         self.teacher_w_input = getattr(teacher, "guidance_embed", None) is not None
@@ -176,11 +176,11 @@ class DistillTask(TrainTask):
             cap = BANK_BATCHES * b
             self.bank = {k: v.new_zeros((cap,) + v.shape[1:]) for k, v in fresh.items()}
         cap = len(self.bank["i"])
-        slots = (self.bank_pos + torch.arange(n, device=x.device)) % cap
+        slots = (self.banked + torch.arange(n, device=x.device)) % cap
         for k, v in fresh.items():
             self.bank[k][slots] = v
-        self.bank_pos, self.bank_filled = (self.bank_pos + n) % cap, min(cap, self.bank_filled + n)
-        pick = torch.randint(0, self.bank_filled, (b,), device=x.device)
+        self.banked += n
+        pick = torch.randint(0, min(cap, self.banked), (b,), device=x.device)
         return {k: v[pick] for k, v in self.bank.items()}
 
     def loss(self, model_fn: nn.Module, net: nn.Module, x: Tensor, y: Tensor, step: int,
@@ -212,13 +212,12 @@ class DistillTask(TrainTask):
     def state_dict(self) -> dict:
         if not self.bank:
             return {}
-        return {"bank": {k: v.detach().cpu().clone() for k, v in self.bank.items()}, "bank_pos": self.bank_pos,
-                "bank_filled": self.bank_filled}
+        return {"bank": {k: v.detach().cpu().clone() for k, v in self.bank.items()}, "banked": self.banked}
 
     def load_state_dict(self, state: dict | None) -> None:
         if state and "bank" in state:
             self.bank = {k: v.to(self.device) for k, v in state["bank"].items()}
-            self.bank_pos, self.bank_filled = int(state["bank_pos"]), int(state["bank_filled"])
+            self.banked = int(state["banked"])
 
     def check_resume(self, meta: dict) -> None:
         # rounds saved before these keys existed: the plain first teacher, every pair fresh
